@@ -1,0 +1,55 @@
+"""Search spaces and datasets: what Cellar can search, torch-free at import.
+
+``get_search_space(kind, params)`` returns a ``SearchSpace`` bound to its parameters; registered
+spaces are imported on first use, so listing them imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+from ._base import SearchSpace, SpaceParams, nn_id
+from .errors import (
+    DatasetUnavailableError,
+    IncompatibleDatasetError,
+    InvalidArchitectureError,
+    SearchSpaceError,
+    UnknownChoiceError,
+)
+
+__all__ = [
+    "DatasetUnavailableError",
+    "IncompatibleDatasetError",
+    "InvalidArchitectureError",
+    "SearchSpace",
+    "SearchSpaceError",
+    "SpaceParams",
+    "UnknownChoiceError",
+    "get_search_space",
+    "nn_id",
+    "search_space_class",
+    "search_space_kinds",
+]
+
+_REGISTRY: dict[str, str] = {
+    "nb201": "search_spaces.nb201.space:CellSearchSpace",
+}
+
+
+def search_space_kinds() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def search_space_class(kind: str) -> type[SearchSpace]:
+    try:
+        target = _REGISTRY[kind]
+    except KeyError:
+        raise UnknownChoiceError("search space", kind, search_space_kinds()) from None
+    module_name, _, class_name = target.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def get_search_space(kind: str, params: Mapping[str, Any] | None = None) -> SearchSpace:
+    return search_space_class(kind)(params)

@@ -1,0 +1,110 @@
+"""The ``SearchSpace`` interface every kind of candidate implements."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from .errors import IncompatibleDatasetError
+
+if TYPE_CHECKING:  # optuna is only needed by callers that sample
+    import optuna
+
+    from .datasets import DatasetInfo
+
+__all__ = ["SearchSpace", "SpaceParams", "nn_id"]
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+def nn_id(nn_code: str) -> str:
+    """LEMUR's model identity: md5 of the source with all whitespace removed."""
+    return hashlib.md5(_WHITESPACE.sub("", nn_code).encode()).hexdigest()
+
+
+class SpaceParams(BaseModel):
+    """Base of a space's parameter model: frozen, and unknown keys are an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SearchSpace(ABC):
+    """A family of architectures Optuna can sample from and Cellar can train.
+
+    An instance is bound to the space's parameters (e.g. channel width). Everything here is
+    torch-free: models are built by the workers from ``nn_code``, the same source that is stored.
+    """
+
+    kind: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type[SpaceParams]]
+    #: LEMUR task names this space builds models for
+    tasks: ClassVar[frozenset[str]]
+
+    def __init__(self, params: Mapping[str, Any] | SpaceParams | None = None) -> None:
+        if isinstance(params, SpaceParams):
+            self.params = params
+        else:
+            self.params = self.Params.model_validate(dict(params or {}))
+
+    @classmethod
+    def validate_params(cls, params: Mapping[str, Any] | None) -> SpaceParams:
+        """Validated parameters; raises pydantic's ``ValidationError`` naming the bad field."""
+        return cls.Params.model_validate(dict(params or {}))
+
+    @classmethod
+    def schema(cls) -> dict[str, Any]:
+        return {
+            "kind": cls.kind,
+            "description": cls.description,
+            "tasks": sorted(cls.tasks),
+            "params": cls.Params.model_json_schema(),
+        }
+
+    def params_dict(self) -> dict[str, Any]:
+        return self.params.model_dump(mode="json")
+
+    def params_key(self) -> str:
+        """A stable string of the parameters, for identity hashes."""
+        return json.dumps(self.params_dict(), sort_keys=True, separators=(",", ":"))
+
+    def check_dataset(self, info: DatasetInfo) -> None:
+        if info.task not in self.tasks:
+            raise IncompatibleDatasetError(
+                f"search space {self.kind!r} builds models for {', '.join(sorted(self.tasks))}, "
+                f"but dataset {info.name!r} is a {info.task} task"
+            )
+
+    @abstractmethod
+    def sample(self, trial: optuna.Trial) -> str:
+        """Ask ``trial`` for every choice and return the canonical encoding."""
+
+    @abstractmethod
+    def canonical(self, encoding: str) -> str:
+        """The canonical form of ``encoding``; ``InvalidArchitectureError`` if it is not one."""
+
+    @abstractmethod
+    def dedup_key(self, encoding: str) -> str:
+        """Equal for encodings that compute the same function (isomorphic architectures)."""
+
+    @abstractmethod
+    def nn_code(self, encoding: str) -> str:
+        """Standalone PyTorch source under LEMUR's contract, ``Net(in_shape, out_shape, prm, device)``."""
+
+    def nn_name(self, encoding: str) -> str:
+        """LEMUR-style generated name: ``<kind>-<md5 of the code without whitespace>``."""
+        return f"{self.kind}-{nn_id(self.nn_code(encoding))}"
+
+    @abstractmethod
+    def decode_params(self, params: Mapping[str, Any]) -> str:
+        """The encoding from a sampled Optuna parameter dict (the inverse of ``sample``)."""
+
+    @abstractmethod
+    def encode_params(self, encoding: str) -> dict[str, Any]:
+        """The Optuna parameters that ``sample`` would have drawn for ``encoding``."""

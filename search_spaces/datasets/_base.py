@@ -1,0 +1,123 @@
+"""The dataset interface: static facts (torch-free, import-free) and a loader returning numpy arrays."""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+__all__ = ["ArrayData", "Dataset", "DatasetInfo", "Split", "seeded_split"]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a dataset is, known without loading it.
+
+    ``task`` and ``metric`` use LEMUR's names (``img-classification``, ``acc``), so rows in the
+    store line up with LEMUR's. ``in_shape`` is one sample's shape, channels first.
+    """
+
+    name: str
+    task: str
+    metric: str
+    in_shape: tuple[int, ...]
+    num_classes: int
+    description: str
+    num_samples: int | None = None
+    source: str = "builtin"
+    transform: str = "norm"
+    norm: tuple[tuple[float, ...], tuple[float, ...]] = ((0.0,), (1.0,))
+    metric_direction: str = "maximize"
+
+    def public(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "task": self.task,
+            "metric": self.metric,
+            "metric_direction": self.metric_direction,
+            "in_shape": list(self.in_shape),
+            "num_classes": self.num_classes,
+            "num_samples": self.num_samples,
+            "source": self.source,
+            "transform": self.transform,
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True)
+class ArrayData:
+    """Inputs as float32 ``[N, *in_shape]`` scaled to [0, 1] and integer labels ``[N]``."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def __post_init__(self) -> None:
+        if len(self.x) != len(self.y):
+            raise ValueError(f"inputs and labels differ in length: {len(self.x)} != {len(self.y)}")
+
+
+class Dataset(ABC):
+    """A dataset Cellar can train on. Subclasses set ``info`` and implement ``load``."""
+
+    info: ClassVar[DatasetInfo]
+
+    def check_available(self, data_dir: Path | None) -> None:  # noqa: B027 - built-ins always are
+        """Raise ``DatasetUnavailableError`` naming where the files belong; built-ins always pass."""
+
+    @abstractmethod
+    def load(self, data_dir: Path | None) -> ArrayData:
+        """Read the whole dataset into memory."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """A seeded train/validation/test partition of ``num_samples`` indices."""
+
+    seed: int
+    fractions: tuple[float, float, float]
+    train: np.ndarray = field(repr=False)
+    val: np.ndarray = field(repr=False)
+    test: np.ndarray = field(repr=False)
+
+    @property
+    def digest(self) -> str:
+        """sha256 over the three index arrays: two splits are the same split iff digests agree."""
+        h = hashlib.sha256()
+        for part in (self.train, self.val, self.test):
+            h.update(np.ascontiguousarray(part, dtype=np.int64).tobytes())
+            h.update(b"|")
+        return h.hexdigest()
+
+    def record(self) -> dict[str, object]:
+        """What the store keeps so that the split can be recomputed and checked."""
+        return {
+            "seed": self.seed,
+            "fractions": list(self.fractions),
+            "sizes": [len(self.train), len(self.val), len(self.test)],
+            "sha256": self.digest,
+        }
+
+
+def seeded_split(
+    num_samples: int, seed: int, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+) -> Split:
+    """Shuffle ``range(num_samples)`` with ``seed`` and cut it by ``fractions`` (train, val, test)."""
+    if num_samples < 3:
+        raise ValueError(f"need at least 3 samples to split, got {num_samples}")
+    if abs(sum(fractions) - 1.0) > 1e-9 or min(fractions) <= 0:
+        raise ValueError(f"split fractions must be positive and sum to 1, got {fractions}")
+    order = np.random.Generator(np.random.PCG64(seed)).permutation(num_samples)
+    n_train = max(1, int(round(fractions[0] * num_samples)))
+    n_val = max(1, int(round(fractions[1] * num_samples)))
+    n_val = min(n_val, num_samples - n_train - 1)
+    return Split(
+        seed=seed,
+        fractions=fractions,
+        train=np.sort(order[:n_train]),
+        val=np.sort(order[n_train : n_train + n_val]),
+        test=np.sort(order[n_train + n_val :]),
+    )

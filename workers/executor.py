@@ -1,0 +1,92 @@
+"""The executor interface: how the job manager runs trials without knowing where they run."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .protocol import TrialPayload
+
+__all__ = ["Executor", "ExecutorEvent", "ExecutorError", "TrialResources"]
+
+
+class ExecutorError(Exception):
+    """Root of the workers' errors (e.g. the Ray cluster cannot be reached)."""
+
+
+@dataclass(frozen=True)
+class TrialResources:
+    """What one trial asks of the cluster."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+
+
+EventKind = Literal["setup", "epoch", "final", "error"]
+
+
+@dataclass(frozen=True)
+class ExecutorEvent:
+    """Something a trial's worker reported: a finished call's result, or its failure.
+
+    For a failure, ``error`` is one line (``Type: message``), ``traceback`` the worker's traceback
+    and ``worker_lost`` tells a crashed worker process apart from an exception in the trial.
+    """
+
+    trial_id: int
+    kind: EventKind
+    data: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    error_type: str | None = None
+    traceback: str | None = None
+    worker_lost: bool = False
+
+
+class Executor(ABC):
+    """Runs trials in slots. A job opens a number of slots; each slot runs one trial at a time.
+
+    The manager drives every trial call by call: ``start_trial`` (setup, then the first epoch),
+    ``train_epoch``, ``finish``; ``release`` frees the slot of a trial that ended early and
+    ``abort`` stops one at once, even mid-epoch. ``poll`` returns the events that arrived.
+    """
+
+    def connect(self) -> None:  # noqa: B027 - nothing to connect to by default
+        """Reach the compute (e.g. start or join a Ray cluster); raise ``ExecutorError`` if it fails."""
+
+    @abstractmethod
+    def open_job(self, job_id: int, slots: int, resources: TrialResources) -> None: ...
+
+    @abstractmethod
+    def free_slots(self, job_id: int) -> int: ...
+
+    @abstractmethod
+    def start_trial(self, job_id: int, payload: TrialPayload) -> None: ...
+
+    @abstractmethod
+    def train_epoch(self, trial_id: int) -> None: ...
+
+    @abstractmethod
+    def finish(self, trial_id: int) -> None: ...
+
+    @abstractmethod
+    def release(self, trial_id: int) -> None: ...
+
+    @abstractmethod
+    def abort(self, trial_id: int) -> None: ...
+
+    @abstractmethod
+    def close_job(self, job_id: int) -> None: ...
+
+    @abstractmethod
+    def poll(self, timeout: float) -> list[ExecutorEvent]: ...
+
+    def capacity(self) -> dict[str, float]:
+        """Total resources trials can use (``CPU``, ``GPU``); empty when unknown (no limit)."""
+        return {}
+
+    def status(self) -> dict[str, Any]:
+        return {}
+
+    def shutdown(self) -> None:  # noqa: B027 - nothing to release by default
+        pass

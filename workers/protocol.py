@@ -1,0 +1,92 @@
+"""What the manager sends a worker and what a worker reports back: plain data, torch-free.
+
+A trial runs in three calls on one worker: ``setup`` (build the model from ``nn_code``, load and
+split the data; report the parameter count), ``train_epoch`` once per epoch (report the epoch's
+metrics), ``finish`` (evaluate on the test split). The manager decides between calls, so pruning,
+cancelling and heartbeats need no other channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["CLEAN_ERRORS", "EpochReport", "FinalReport", "SetupReport", "TrialError", "TrialPayload"]
+
+#: exception types after which a worker is known to be clean and may run the next trial; after any
+#: other (out of memory above all) its process is replaced, so nothing leaks into the next trial
+CLEAN_ERRORS = frozenset({"ConstraintViolation", "TrialDiverged"})
+
+
+class TrialError(Exception):
+    """What crosses back from a worker when a trial raises: the exception's type name, message and
+    traceback as plain text. Workers never send the exception itself, whose class could belong to
+    torch or to the model's code and would have to be imported by the receiving process."""
+
+    def __init__(self, error_type: str, message: str, traceback: str) -> None:
+        super().__init__(error_type, message, traceback)
+        self.error_type = error_type
+        self.message = message
+        self.traceback = traceback
+
+    def __str__(self) -> str:
+        return f"{self.error_type}: {self.message}"
+
+
+@dataclass(frozen=True)
+class TrialPayload:
+    trial_id: int
+    job_id: int
+    number: int
+    nn_name: str
+    nn_code: str
+    dataset: str
+    #: LEMUR's ``prm``: lr, momentum, weight_decay, batch, epochs, optimizer, transform, ...
+    prm: dict[str, Any]
+    epochs: int
+    seed: int
+    split_seed: int
+    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    data_dir: str | None = None
+    threads: int = 1
+    use_gpu: bool = False
+    max_params: int | None = None
+    memory_limit_mb: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialPayload:
+        data = dict(data)
+        data["split_fractions"] = tuple(data.get("split_fractions", (0.6, 0.2, 0.2)))
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class SetupReport:
+    num_params: int
+    in_shape: list[int]
+    out_shape: list[int]
+    split: dict[str, Any]
+    worker: str
+    device: str
+    setup_seconds: float
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    epoch: int
+    loss: float | None
+    val_loss: float
+    val_metric: float
+    #: training seconds since the trial began, cumulative over epochs (evaluation excluded)
+    elapsed_seconds: float
+
+
+@dataclass(frozen=True)
+class FinalReport:
+    test_metric: float
+    test_loss: float
+    train_seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,271 @@
+"""The trial runner: trains one candidate under LEMUR's contract. The only module that imports torch.
+
+Every candidate, whatever its search space, is built from its ``nn_code`` (so the stored source is
+exactly what ran) and trained through ``train_setup(prm)`` and ``learn(train_data)``, one epoch
+per call; validation and test are scored with the dataset's metric module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import random
+import resource
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from search_spaces.datasets import ArrayData, get_dataset, seeded_split
+from search_spaces.metrics import metric_module
+from search_spaces.transforms import transform_module
+
+from .nn_module import load_nn_module
+from .protocol import EpochReport, FinalReport, SetupReport, TrialPayload
+
+__all__ = ["ConstraintViolation", "TrialDiverged", "TrialOutOfMemory", "TrialRunner", "run_trial"]
+
+_EVAL_BATCH = 512
+
+
+class TrialDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class ConstraintViolation(RuntimeError):
+    """The candidate breaks a constraint of the job (e.g. ``max_params``); it is never trained."""
+
+
+class TrialOutOfMemory(MemoryError):
+    """The trial needed more memory than it may use (its cap, the machine, or the GPU)."""
+
+
+_OOM_MARKERS = ("can't allocate memory", "out of memory", "not enough memory")
+
+
+@contextmanager
+def _memory_errors(cap_mb: int | None) -> Iterator[None]:
+    """Turn the allocators' many ways of saying "out of memory" into ``TrialOutOfMemory``."""
+    try:
+        yield
+    except MemoryError as error:
+        raise TrialOutOfMemory(_oom_message(str(error), cap_mb)) from error
+    except RuntimeError as error:
+        text = str(error)
+        # oneDNN reports a failed allocation as a primitive it could not create
+        if any(m in text for m in _OOM_MARKERS) or (cap_mb is not None and "could not create a primitive" in text):
+            raise TrialOutOfMemory(_oom_message(text, cap_mb)) from error
+        raise
+
+
+def _oom_message(text: str, cap_mb: int | None) -> str:
+    where = f"its memory cap of {cap_mb} MiB (resources.memory_mb_per_trial)" if cap_mb else "the available memory"
+    return f"out of memory: the trial needed more than {where}: {text.strip().splitlines()[0][:300]}"
+
+
+@dataclass
+class _Active:
+    payload: TrialPayload
+    model: nn.Module
+    metric: Any
+    criterion: nn.Module
+    train: DataLoader
+    val: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor]
+    epoch: int = 0
+    train_seconds: float = 0.0
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _vm_data() -> int:
+    """Bytes of this process's private data (heap and anonymous mappings), as RLIMIT_DATA counts."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmData:")) * 1024
+
+
+def _limit_memory(limit: int | None) -> None:
+    """Cap this process's private data at ``limit`` bytes (None: lift the cap).
+
+    RLIMIT_DATA counts heap and anonymous mappings, where tensors live, so an allocation past the
+    cap fails with a real out-of-memory error in the trial instead of taking the machine down.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    if limit is None:
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_DATA, (hard, hard))
+        return
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+
+
+class TrialRunner:
+    """Runs trials one after another in one process, keeping loaded datasets between them."""
+
+    def __init__(self, threads: int = 1) -> None:
+        torch.set_num_threads(max(1, int(threads)))
+        self._datasets: dict[tuple[str, str | None], ArrayData] = {}
+        self._active: _Active | None = None
+        #: private memory of this process without any trial: libraries and loaded datasets. A
+        #: trial's ``memory_limit_mb`` is counted on top of it (memory an earlier trial freed but
+        #: the allocator kept stays inside that trial's budget, so it does not widen the next one's).
+        self._baseline: int | None = None
+
+    # ---- the three calls ---------------------------------------------------------------------
+    def setup(self, payload: dict[str, Any]) -> dict[str, Any]:
+        started = time.perf_counter()
+        p = TrialPayload.from_dict(payload)
+        self._active = None
+        _limit_memory(None)  # a previous trial's cap must not hamper loading
+        if p.threads:
+            torch.set_num_threads(max(1, p.threads))
+        device = torch.device("cuda" if p.use_gpu and torch.cuda.is_available() else "cpu")
+
+        dataset = get_dataset(p.dataset)
+        info = dataset.info
+        fresh = (p.dataset, p.data_dir) not in self._datasets
+        before = _vm_data()
+        data = self._load(p.dataset, p.data_dir)
+        loaded = _vm_data() - before
+        split = seeded_split(len(data.y), p.split_seed, p.split_fractions)
+        transform = importlib.import_module(transform_module(str(p.prm.get("transform", info.transform))))
+        x = transform.transform(info.norm)(torch.from_numpy(data.x))
+        y = torch.from_numpy(data.y)
+
+        _seed_everything(p.seed)
+        in_shape = (1, *info.in_shape)
+        out_shape = (info.num_classes,)
+        module = load_nn_module(p.nn_code, p.nn_name)
+        model = module.Net(in_shape, out_shape, dict(p.prm), device)
+        num_params = sum(t.numel() for t in model.parameters())
+        if p.max_params is not None and num_params > p.max_params:
+            raise ConstraintViolation(
+                f"{num_params} parameters exceed the job's max_params {p.max_params}; not trained"
+            )
+        model.to(device)
+        model.train_setup(dict(p.prm))
+
+        train_idx = torch.from_numpy(split.train)
+        generator = torch.Generator().manual_seed(p.seed)
+        loader = DataLoader(
+            TensorDataset(x[train_idx], y[train_idx]),
+            batch_size=int(p.prm.get("batch", 64)),
+            shuffle=True,
+            generator=generator,
+        )
+        # the cap starts here: libraries and data are loaded, what follows is the trial's own memory
+        if self._baseline is None:
+            self._baseline = _vm_data()
+        elif fresh:
+            self._baseline += max(0, loaded)
+        if p.memory_limit_mb is not None:
+            _limit_memory(self._baseline + p.memory_limit_mb * 1024 * 1024)
+        self._active = _Active(
+            payload=p,
+            model=model,
+            metric=importlib.import_module(metric_module(info.metric)).create_metric(out_shape),
+            criterion=nn.CrossEntropyLoss(),
+            train=loader,
+            val=(x[torch.from_numpy(split.val)], y[torch.from_numpy(split.val)]),
+            test=(x[torch.from_numpy(split.test)], y[torch.from_numpy(split.test)]),
+        )
+        report = SetupReport(
+            num_params=num_params,
+            in_shape=list(in_shape),
+            out_shape=list(out_shape),
+            split=split.record(),
+            worker=f"{socket.gethostname()}:{os.getpid()}",
+            device=str(device),
+            setup_seconds=time.perf_counter() - started,
+        )
+        return asdict(report)
+
+    def train_epoch(self) -> dict[str, Any]:
+        active = self._require()
+        started = time.perf_counter()
+        with _memory_errors(active.payload.memory_limit_mb):
+            loss = active.model.learn(active.train)
+            active.train_seconds += time.perf_counter() - started
+            active.epoch += 1
+            loss = float(loss) if isinstance(loss, (int, float)) else None
+            val_metric, val_loss = self._evaluate(active, *active.val)
+        for name, value in (("training loss", loss), ("validation loss", val_loss)):
+            if value is not None and not math.isfinite(value):
+                raise TrialDiverged(
+                    f"{name} is {value} after epoch {active.epoch}: training diverged; "
+                    "lower the learning rate or add normalisation"
+                )
+        return asdict(
+            EpochReport(
+                epoch=active.epoch,
+                loss=loss,
+                val_loss=val_loss,
+                val_metric=val_metric,
+                elapsed_seconds=active.train_seconds,
+            )
+        )
+
+    def finish(self) -> dict[str, Any]:
+        active = self._require()
+        with _memory_errors(active.payload.memory_limit_mb):
+            test_metric, test_loss = self._evaluate(active, *active.test)
+        self._active = None
+        return asdict(FinalReport(test_metric=test_metric, test_loss=test_loss, train_seconds=active.train_seconds))
+
+    def reset(self) -> None:
+        """Drop the current trial (pruned or cancelled) and its memory."""
+        self._active = None
+
+    # ---- helpers -----------------------------------------------------------------------------
+    def _require(self) -> _Active:
+        if self._active is None:
+            raise RuntimeError("no trial is set up on this worker; call setup first")
+        return self._active
+
+    def _load(self, name: str, data_dir: str | None) -> ArrayData:
+        key = (name, data_dir)
+        if key not in self._datasets:
+            from pathlib import Path
+
+            dataset = get_dataset(name)
+            root = Path(data_dir) if data_dir else None
+            dataset.check_available(root)
+            self._datasets[key] = dataset.load(root)
+        return self._datasets[key]
+
+    @staticmethod
+    @torch.no_grad()
+    def _evaluate(active: _Active, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        model, metric = active.model, active.metric
+        model.eval()
+        metric.reset()
+        device = active.model.device if hasattr(model, "device") else torch.device("cpu")
+        total_loss = 0.0
+        for start in range(0, len(y), _EVAL_BATCH):
+            inputs = x[start : start + _EVAL_BATCH].to(device)
+            labels = y[start : start + _EVAL_BATCH].to(device)
+            outputs = model(inputs)
+            total_loss += float(active.criterion(outputs, labels).item()) * len(labels)
+            metric(outputs, labels)
+        return float(metric.result()), total_loss / max(len(y), 1)
+
+
+def run_trial(payload: TrialPayload) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """Run a whole trial in this process: (setup report, epoch reports, final report)."""
+    runner = TrialRunner(payload.threads)
+    setup = runner.setup(payload.to_dict())
+    epochs = [runner.train_epoch() for _ in range(payload.epochs)]
+    return setup, epochs, runner.finish()

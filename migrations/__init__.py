@@ -1,0 +1,1 @@
+"""Alembic migrations for Cellar's own tables (version table ``cellar_alembic_version``)."""

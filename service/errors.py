@@ -1,0 +1,40 @@
+"""Exceptions of the service. One root; the API layer alone maps them to HTTP status codes."""
+
+from __future__ import annotations
+
+__all__ = [
+    "CellarError",
+    "ConflictError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "StoreError",
+    "StoreSchemaError",
+]
+
+
+class CellarError(Exception):
+    """Root of the service's errors."""
+
+
+class NotFoundError(CellarError):
+    """A job, trial or other entity that does not exist."""
+
+
+class ConflictError(CellarError):
+    """An action the entity's current state does not allow (e.g. cancelling a finished job)."""
+
+
+class InvalidRequestError(CellarError):
+    """A request that passed schema validation but is wrong for this server (e.g. dataset files absent)."""
+
+    def __init__(self, message: str, field: tuple[str | int, ...] = ()) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class StoreError(CellarError):
+    """The store could not be reached or refused an operation; the message says what to check."""
+
+
+class StoreSchemaError(StoreError):
+    """The store's schema is not at this version's migration head."""

@@ -1,0 +1,66 @@
+"""Settings: one pydantic-settings class read from ``CELLAR_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+
+class Settings(BaseSettings):
+    """Every knob of a Cellar server. Environment names are ``CELLAR_`` + the field name."""
+
+    model_config = SettingsConfigDict(env_prefix="CELLAR_", extra="ignore")
+
+    database_url: str = Field(
+        "sqlite:///cellar.db",
+        description="SQLAlchemy URL of the store; default a SQLite file in the working directory",
+    )
+    ray_address: str | None = Field(
+        None, description="address of an existing Ray cluster; unset: start a local Ray"
+    )
+    api_key: SecretStr | None = Field(
+        None, description="key for write endpoints; unset: generated once into api_key_file"
+    )
+    api_key_file: Path = Field(
+        Path(".cellar-api-key"), description="where a generated key is kept when CELLAR_API_KEY is unset"
+    )
+    reads_require_key: bool = Field(False, description="also require the key on GET endpoints")
+    data_dir: Path | None = Field(None, description="root of datasets that come in files")
+    ray_num_cpus: int | None = Field(
+        None, ge=1, description="CPUs of the local Ray (default: all of this machine's)"
+    )
+    ray_num_gpus: int | None = Field(None, ge=0, description="GPUs of the local Ray (default: detected)")
+    ray_object_store_mb: int = Field(
+        256, ge=80, description="object store memory of the local Ray, MiB (Ray's own default is 30% of RAM)"
+    )
+    poll_interval_s: float = Field(0.2, gt=0, description="how often the job manager checks for work")
+    start_manager: bool = Field(True, description="run the job manager (and Ray) inside the API process")
+
+    def resolved_api_key(self) -> str:
+        """``CELLAR_API_KEY``, else the key in ``api_key_file``, created with a fresh random key."""
+        if self.api_key is not None and self.api_key.get_secret_value():
+            return self.api_key.get_secret_value()
+        path = self.api_key_file
+        if path.exists():
+            key = path.read_text().strip()
+            if key:
+                return key
+        key = secrets.token_urlsafe(32)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key + "\n")
+        return key
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once; tests build ``Settings(...)`` and pass it explicitly."""
+    return Settings()

@@ -1,0 +1,97 @@
+"""Engines and sessions: the one place where database errors become Cellar's own.
+
+SQLite gets WAL mode and a single writer: write sessions take a process-wide lock and open their
+transaction with ``BEGIN IMMEDIATE`` (a deferred transaction that later upgrades to a write lock is
+what raises "database is locked" even with a busy timeout). Readers never wait for the writer.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..errors import StoreError
+
+__all__ = ["Store"]
+
+_WRITE = "cellar_write"
+
+
+class Store:
+    """A database behind ``read()`` and ``write()`` sessions."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = make_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            self.engine = create_engine(
+                self.url, echo=echo, connect_args={"timeout": 60, "check_same_thread": False}
+            )
+            _configure_sqlite(self.engine)
+        else:
+            self.engine = create_engine(self.url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        self._write_engine = self.engine.execution_options(**{_WRITE: True})
+        self._readers = sessionmaker(self.engine, expire_on_commit=False)
+        self._writers = sessionmaker(self._write_engine, expire_on_commit=False)
+        self._write_lock: Any = threading.Lock() if self.is_sqlite else nullcontext()
+
+    @property
+    def display_url(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for queries; rolled back at the end."""
+        with self._translate(), self._readers() as session:
+            try:
+                yield session
+            finally:
+                session.rollback()
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A transaction: committed when the block ends, rolled back (nothing written) if it raises."""
+        with self._write_lock, self._translate(), self._writers() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _translate(self) -> Iterator[None]:
+        try:
+            yield
+        except OperationalError as error:
+            raise StoreError(
+                f"the store at {self.display_url} failed: {error.orig}. Check CELLAR_DATABASE_URL "
+                "and that the database server is running and reachable."
+            ) from error
+        except DBAPIError as error:
+            raise StoreError(f"the store at {self.display_url} refused the operation: {error.orig}") from error
+        except SQLAlchemyError as error:
+            raise StoreError(f"store error at {self.display_url}: {error}") from error
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # let SQLAlchemy's "begin" event (below) issue BEGIN, instead of pysqlite's implicit one
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        write = connection.get_execution_options().get(_WRITE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")

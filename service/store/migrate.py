@@ -1,0 +1,71 @@
+"""Schema migrations: run Alembic programmatically and check a store is at this version's head."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from ..errors import StoreSchemaError
+from ._store import Store
+
+__all__ = ["VERSION_TABLE", "check_schema", "current_revision", "downgrade", "head_revision", "upgrade"]
+
+#: Cellar's own version table, so Optuna's ``alembic_version`` in a shared database never collides
+VERSION_TABLE = "cellar_alembic_version"
+
+
+def _config(store: Store) -> Config:
+    import migrations
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    config.set_main_option("sqlalchemy.url", store.url.render_as_string(hide_password=False).replace("%", "%%"))
+    return config
+
+
+def _run(store: Store, action: str, revision: str) -> None:
+    config = _config(store)
+    with store._write_lock, store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        getattr(command, action)(config, revision)
+
+
+def upgrade(store: Store, revision: str = "head") -> None:
+    """Bring the schema up to ``revision`` (default: the newest)."""
+    _run(store, "upgrade", revision)
+
+
+def downgrade(store: Store, revision: str) -> None:
+    """Take the schema down to ``revision`` (``base`` removes every Cellar table)."""
+    _run(store, "downgrade", revision)
+
+
+def head_revision() -> str:
+    import migrations
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None, "the migrations folder has no revisions"
+    return head
+
+
+def current_revision(store: Store) -> str | None:
+    with store.read() as session:
+        context = MigrationContext.configure(session.connection(), opts={"version_table": VERSION_TABLE})
+        return context.get_current_revision()
+
+
+def check_schema(store: Store) -> None:
+    """Raise ``StoreSchemaError`` unless the store is at the head revision."""
+    current, head = current_revision(store), head_revision()
+    if current != head:
+        state = "has no Cellar tables" if current is None else f"is at revision {current}"
+        raise StoreSchemaError(
+            f"the store at {store.display_url} {state}, this Cellar needs revision {head}: "
+            "run `cellar migrate` (or `make migrate`) first"
+        )

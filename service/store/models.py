@@ -1,0 +1,216 @@
+"""The store's tables (SQLAlchemy 2). Table names carry a ``cellar_`` prefix so they can never
+collide with Optuna's (``studies``, ``trials``, ...) in a shared database."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = [
+    "Architecture",
+    "Base",
+    "Job",
+    "JobStatus",
+    "Source",
+    "Trial",
+    "TrialEpoch",
+    "TrialState",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("store datetimes must be timezone-aware")
+        return value.astimezone(timezone.utc) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType, list[Any]: JSONType}
+
+
+class JobStatus:
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    ACTIVE = (QUEUED, RUNNING)
+    FINISHED = (SUCCEEDED, FAILED, CANCELLED)
+
+
+class TrialState:
+    RUNNING = "running"
+    COMPLETE = "complete"
+    PRUNED = "pruned"
+    FAILED = "failed"
+    FINISHED = (COMPLETE, PRUNED, FAILED)
+
+
+class Job(Base):
+    """A search job: its full spec and its state machine (queued -> running -> finished)."""
+
+    __tablename__ = "cellar_jobs"
+
+    job_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    search_space: Mapped[str] = mapped_column(String(32))
+    dataset: Mapped[str] = mapped_column(String(100))
+    task: Mapped[str] = mapped_column(String(64))
+    metric: Mapped[str] = mapped_column(String(32))
+    spec: Mapped[dict[str, Any]]
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    trials: Mapped[list[Trial]] = relationship(back_populates="job", order_by="Trial.number")
+
+    __table_args__ = (Index("ix_cellar_jobs_task_dataset_metric", "task", "dataset", "metric"),)
+
+
+class Architecture(Base):
+    """A concrete network: a search space's encoding at given space parameters, for one input and
+    output shape. Its ``nn_code`` is the standalone source the workers trained."""
+
+    __tablename__ = "cellar_architectures"
+
+    architecture_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    search_space: Mapped[str] = mapped_column(String(32))
+    space_params: Mapped[dict[str, Any]]
+    encoding: Mapped[str] = mapped_column(Text)
+    #: sha256 over (space, space params, encoding, shapes): one row per concrete network
+    arch_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: sha256 of the isomorphism key with the same context: shared by equivalent networks
+    dedup_hash: Mapped[str] = mapped_column(String(64), index=True)
+    in_shape: Mapped[list[Any]]
+    out_shape: Mapped[list[Any]]
+    num_params: Mapped[int | None] = mapped_column(BigInteger)
+    flops: Mapped[int | None] = mapped_column(BigInteger)
+    nn_name: Mapped[str] = mapped_column(String(200), index=True)
+    nn_code: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Source(Base):
+    """Source text of a metric or transform, stored once and referenced by the trials that used it."""
+
+    __tablename__ = "cellar_sources"
+
+    source_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(100))
+    code_md5: Mapped[str] = mapped_column(String(32))
+    code: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (UniqueConstraint("kind", "name", "code_md5"),)
+
+
+class Trial(Base):
+    """One candidate of a job: what was sampled, how it was trained, how it ended."""
+
+    __tablename__ = "cellar_trials"
+
+    trial_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("cellar_jobs.job_id", ondelete="CASCADE"), index=True)
+    #: the Optuna trial number within the job's study
+    number: Mapped[int] = mapped_column(Integer)
+    architecture_id: Mapped[int | None] = mapped_column(
+        ForeignKey("cellar_architectures.architecture_id"), index=True
+    )
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    #: Optuna's sampled parameters and their distributions (JSON), enough to replay the study
+    params: Mapped[dict[str, Any]]
+    distributions: Mapped[dict[str, Any]]
+    #: LEMUR's ``prm``: the hyperparameters the model was trained with
+    prm: Mapped[dict[str, Any]]
+    seed: Mapped[int] = mapped_column(Integer)
+    split: Mapped[dict[str, Any] | None]
+    epochs: Mapped[int] = mapped_column(Integer)
+    values: Mapped[list[Any] | None]
+    val_metric: Mapped[float | None] = mapped_column(Float)
+    test_metric: Mapped[float | None] = mapped_column(Float)
+    loss: Mapped[float | None] = mapped_column(Float)
+    train_seconds: Mapped[float | None] = mapped_column(Float)
+    duplicate_of_trial_id: Mapped[int | None] = mapped_column(ForeignKey("cellar_trials.trial_id"))
+    metric_source_id: Mapped[int | None] = mapped_column(ForeignKey("cellar_sources.source_id"))
+    transform_source_id: Mapped[int | None] = mapped_column(ForeignKey("cellar_sources.source_id"))
+    worker: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+
+    job: Mapped[Job] = relationship(back_populates="trials")
+    architecture: Mapped[Architecture | None] = relationship()
+    epoch_rows: Mapped[list[TrialEpoch]] = relationship(
+        order_by="TrialEpoch.epoch", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    __table_args__ = (UniqueConstraint("job_id", "number"),)
+
+
+class TrialEpoch(Base):
+    """The metrics of one trial after one epoch (epochs count from 1)."""
+
+    __tablename__ = "cellar_trial_epochs"
+
+    trial_id: Mapped[int] = mapped_column(
+        ForeignKey("cellar_trials.trial_id", ondelete="CASCADE"), primary_key=True
+    )
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
+    loss: Mapped[float | None] = mapped_column(Float)
+    val_loss: Mapped[float | None] = mapped_column(Float)
+    val_metric: Mapped[float | None] = mapped_column(Float)
+    #: seconds of training since the trial started, cumulative (LEMUR's duration, in seconds)
+    elapsed_seconds: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,43 @@
+"""``/v1/data``: LEMUR's ``data()`` over HTTP."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from ..schemas import DataRow, DataRows
+from ..store import queries
+from .deps import ReadAccess, StoreDep
+
+router = APIRouter(prefix="/v1", tags=["data"])
+
+
+@router.get("/data", dependencies=[ReadAccess])
+def data(
+    store: StoreDep,
+    task: Annotated[list[str] | None, Query(description="e.g. img-classification; repeat for several")] = None,
+    dataset: Annotated[list[str] | None, Query()] = None,
+    metric: Annotated[list[str] | None, Query(description="LEMUR metric name, e.g. acc")] = None,
+    nn: Annotated[list[str] | None, Query(description="model name(s)")] = None,
+    epoch: Annotated[list[int] | None, Query()] = None,
+    only_best_accuracy: bool = False,
+    max_rows: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> DataRows:
+    """Per-epoch results, one row per (trial, epoch), with LEMUR's columns and Cellar's own."""
+    with store.read() as session:
+        rows = queries.data_rows(
+            session,
+            queries.DataQuery(
+                task=task,
+                dataset=dataset,
+                metric=metric,
+                nn=nn,
+                epoch=epoch,
+                only_best_accuracy=only_best_accuracy,
+                max_rows=max_rows,
+                offset=offset,
+            ),
+        )
+    return DataRows(data=[DataRow(**row) for row in rows], count=len(rows))

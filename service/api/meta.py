@@ -1,0 +1,56 @@
+"""``/healthz``, ``/v1/search-spaces``, ``/v1/datasets``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+
+from search_spaces import DatasetUnavailableError, search_space_class, search_space_kinds
+from search_spaces.datasets import dataset_names, get_dataset
+
+from .. import __version__
+from ..errors import StoreError
+from ..manager import JobManager
+from ..schemas import DatasetPublic, HealthPublic, SearchSpacePublic
+from ..settings import Settings
+from ..store import current_revision, head_revision
+from .deps import ReadAccess, StoreDep, get_manager, get_settings_dep
+
+router = APIRouter(tags=["meta"])
+
+
+@router.get("/healthz", response_model=HealthPublic)
+def healthz(store: StoreDep, manager: Annotated[JobManager | None, Depends(get_manager)]) -> JSONResponse:
+    """Liveness, with the store's and the executor's state. 503 when the store is unreachable."""
+    try:
+        revision = current_revision(store)
+        store_status = {"status": "ok", "url": store.display_url, "revision": revision, "head": head_revision()}
+    except StoreError as error:
+        store_status = {"status": "error", "url": store.display_url, "error": str(error)}
+    executor = manager.status() if manager is not None else {"status": "disabled"}
+    ok = store_status["status"] == "ok" and executor.get("status") in ("ok", "starting", "disabled")
+    body = HealthPublic(status="ok" if ok else "degraded", version=__version__, store=store_status, executor=executor)
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if store_status["status"] == "ok" else 503)
+
+
+@router.get("/v1/search-spaces", dependencies=[ReadAccess])
+def search_spaces() -> list[SearchSpacePublic]:
+    """Every registered search space with its parameter schema."""
+    return [SearchSpacePublic(**search_space_class(kind).schema()) for kind in search_space_kinds()]
+
+
+@router.get("/v1/datasets", dependencies=[ReadAccess])
+def datasets(settings: Annotated[Settings, Depends(get_settings_dep)]) -> list[DatasetPublic]:
+    """Every dataset with its shapes and task, and whether this server has its files."""
+    result = []
+    for name in dataset_names():
+        dataset = get_dataset(name)
+        try:
+            dataset.check_available(settings.data_dir)
+            available, reason = True, None
+        except DatasetUnavailableError as error:
+            available, reason = False, str(error)
+        result.append(DatasetPublic(**dataset.info.public(), available=available, reason=reason))
+    return result

@@ -1,0 +1,104 @@
+"""Store rows -> API schemas."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..schemas import EpochPublic, JobPublic, TrialCounts, TrialPublic
+from ..store import Job, Trial, TrialState
+
+__all__ = ["best_trials", "job_public", "non_dominated", "trial_public"]
+
+
+def trial_public(trial: Trial, *, with_code: bool = False) -> TrialPublic:
+    architecture = trial.architecture
+    return TrialPublic(
+        id=trial.trial_id,
+        job_id=trial.job_id,
+        number=trial.number,
+        state=trial.state,
+        search_space=architecture.search_space if architecture else None,
+        arch=architecture.encoding if architecture else None,
+        nn=architecture.nn_name if architecture else None,
+        params=architecture.num_params if architecture else None,
+        val_accuracy=trial.val_metric,
+        test_accuracy=trial.test_metric,
+        loss=trial.loss,
+        train_seconds=trial.train_seconds,
+        values=trial.values,
+        epochs=[
+            EpochPublic(
+                epoch=e.epoch,
+                loss=e.loss,
+                val_loss=e.val_loss,
+                val_accuracy=e.val_metric,
+                elapsed_seconds=e.elapsed_seconds,
+            )
+            for e in trial.epoch_rows
+        ],
+        choices=trial.params,
+        prm=trial.prm,
+        seed=trial.seed,
+        split=trial.split,
+        duplicate_of=trial.duplicate_of_trial_id,
+        worker=trial.worker,
+        error=trial.error,
+        created_at=trial.created_at,
+        started_at=trial.started_at,
+        finished_at=trial.finished_at,
+        nn_code=architecture.nn_code if (with_code and architecture) else None,
+    )
+
+
+def _dominates(a: Sequence[float], b: Sequence[float], signs: Sequence[float]) -> bool:
+    """``a`` is at least as good as ``b`` everywhere and better somewhere (signs: +1 maximise)."""
+    better = False
+    for x, y, sign in zip(a, b, signs):
+        if sign * x < sign * y:
+            return False
+        if sign * x > sign * y:
+            better = True
+    return better
+
+
+def non_dominated(trials: Sequence[Trial], directions: Sequence[str]) -> list[Trial]:
+    signs = [1.0 if d == "maximize" else -1.0 for d in directions]
+    scored = [t for t in trials if t.values is not None and len(t.values) == len(signs)]
+    return [t for t in scored if not any(_dominates(o.values, t.values, signs) for o in scored if o is not t)]  # type: ignore[arg-type]
+
+
+def best_trials(job: Job, trials: Sequence[Trial]) -> tuple[Trial | None, list[Trial]]:
+    """(the best trial of a single-objective job, the non-dominated set); duplicates excluded."""
+    directions = [o["direction"] for o in job.spec.get("objectives", [])]
+    complete = [
+        t for t in trials if t.state == TrialState.COMPLETE and t.values and t.duplicate_of_trial_id is None
+    ]
+    front = sorted(non_dominated(complete, directions), key=lambda t: t.number)
+    best = None
+    if len(directions) == 1 and complete:
+        sign = 1.0 if directions[0] == "maximize" else -1.0
+        best = max(complete, key=lambda t: (sign * t.values[0], -t.number))  # type: ignore[index]
+    return best, front
+
+
+def job_public(job: Job, counts: dict[str, int], trials: Sequence[Trial]) -> JobPublic:
+    best, front = best_trials(job, trials)
+    return JobPublic(
+        id=job.job_id,
+        name=job.name,
+        status=job.status,
+        search_space=job.search_space,
+        dataset=job.dataset,
+        task=job.task,
+        metric=job.metric,
+        cancel_requested=job.cancel_requested,
+        error=job.error,
+        counts=TrialCounts(**counts),
+        max_trials=job.spec.get("budget", {}).get("max_trials"),
+        best_trial=trial_public(best) if best is not None else None,
+        best_trials=[trial_public(t) for t in front],
+        spec=job.spec,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )

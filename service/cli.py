@@ -1,0 +1,234 @@
+"""The ``cellar`` command: serve, migrate, and a client for jobs and trials."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .client import CellarClient, CellarHTTPError
+
+app = typer.Typer(help="Cellar: neural architecture search as a service.", no_args_is_help=True)
+# piped output keeps whole arch strings instead of cutting tables at 80 columns
+console = Console() if sys.stdout.isatty() else Console(width=400)
+err = Console(stderr=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+UrlOption = Annotated[str | None, typer.Option("--url", help="server URL (default $CELLAR_URL or http://127.0.0.1:8000)")]
+
+
+def _client(url: str | None) -> CellarClient:
+    return CellarClient(url)
+
+
+def _fail(error: CellarHTTPError) -> None:
+    err.print(f"[red]error:[/red] {error.message}")
+    raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+) -> None:
+    """Run the API and the job manager (starting a local Ray unless CELLAR_RAY_ADDRESS is set)."""
+    import uvicorn
+
+    from .api import create_app
+    from .errors import StoreError
+    from .settings import get_settings
+    from .store import Store, check_schema
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    store = Store(settings.database_url)
+    try:
+        check_schema(store)
+    except StoreError as error:
+        err.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from None
+    finally:
+        store.dispose()
+    if settings.api_key is None:
+        settings.resolved_api_key()
+        err.print(
+            f"API key: in {settings.api_key_file.resolve()} "
+            f"(export CELLAR_API_KEY=$(cat {settings.api_key_file}) for curl)"
+        )
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level.lower())
+
+
+@app.command()
+def migrate(revision: Annotated[str, typer.Option(help="target revision")] = "head") -> None:
+    """Create or upgrade the store's tables (CELLAR_DATABASE_URL)."""
+    from .errors import StoreError
+    from .settings import get_settings
+    from .store import Store, current_revision, upgrade
+
+    store = Store(get_settings().database_url)
+    try:
+        upgrade(store, revision)
+        console.print(f"store {store.display_url} at revision {current_revision(store)}")
+    except StoreError as error:
+        err.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from None
+    finally:
+        store.dispose()
+
+
+@app.command()
+def downgrade(revision: Annotated[str, typer.Argument(help="target revision, 'base' drops every Cellar table")]) -> None:
+    """Take the store's schema down to REVISION."""
+    from .settings import get_settings
+    from .store import Store, current_revision
+    from .store import downgrade as do_downgrade
+
+    store = Store(get_settings().database_url)
+    try:
+        do_downgrade(store, revision)
+        console.print(f"store {store.display_url} at revision {current_revision(store)}")
+    finally:
+        store.dispose()
+
+
+def _best(job: dict[str, Any]) -> str:
+    best = job.get("best_trial")
+    if not best:
+        return "best: -"
+    value = best.get("val_accuracy")
+    return f"best: {value:.4f} (trial {best['number']})" if value is not None else f"best: trial {best['number']}"
+
+
+def _follow(client: CellarClient, job: dict[str, Any]) -> dict[str, Any]:
+    total = job.get("max_trials")
+    with Progress(
+        TextColumn("job {task.fields[job_id]} {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[best]}"),
+        TimeElapsedColumn(),
+        console=err,
+    ) as progress:
+        task = progress.add_task(job["status"], total=total, job_id=job["id"], best=_best(job))
+
+        def update(current: dict[str, Any]) -> None:
+            counts = current["counts"]
+            done = counts["complete"] + counts["pruned"] + counts["failed"]
+            progress.update(task, completed=done, description=current["status"], best=_best(current))
+
+        return client.wait(job["id"], interval=1.0, on_update=update)
+
+
+@app.command()
+def submit(
+    job_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="job body as JSON")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="show progress until the job ends")] = False,
+    url: UrlOption = None,
+) -> None:
+    """Submit a search job; print its id (and, with --follow, its progress and result)."""
+    try:
+        body = json.loads(job_file.read_text())
+    except json.JSONDecodeError as error:
+        err.print(f"[red]error:[/red] {job_file} is not valid JSON: {error}")
+        raise typer.Exit(1) from None
+    with _client(url) as client:
+        try:
+            job = client.submit_job(body)
+            console.print(f"job {job['id']} {job['status']}")
+            if follow:
+                job = _follow(client, job)
+                console.print(f"job {job['id']} {job['status']}; {_best(job)}")
+                if job.get("error"):
+                    err.print(job["error"])
+                if job["status"] != "succeeded":
+                    raise typer.Exit(1)
+        except CellarHTTPError as error:
+            _fail(error)
+
+
+@app.command()
+def jobs(
+    status: Annotated[str | None, typer.Option(help="only jobs in this state")] = None,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List jobs."""
+    with _client(url) as client:
+        try:
+            rows = client.jobs(status=status)
+        except CellarHTTPError as error:
+            _fail(error)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("id", "name", "status", "space", "dataset", "trials", "best")
+    for job in rows:
+        counts = job["counts"]
+        done = counts["complete"] + counts["pruned"] + counts["failed"]
+        total = job.get("max_trials") or "-"
+        table.add_row(str(job["id"]), job["name"], job["status"], job["search_space"], job["dataset"], f"{done}/{total}", _best(job))
+    console.print(table)
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+@app.command()
+def trials(job_id: Annotated[int, typer.Argument(help="job id")], url: UrlOption = None, as_json: JsonOption = False) -> None:
+    """List a job's trials."""
+    with _client(url) as client:
+        try:
+            rows = client.trials(job_id)
+        except CellarHTTPError as error:
+            _fail(error)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("#", "state", "arch", "params", "val_acc", "test_acc", "loss", "seconds", "error")
+    for trial in rows:
+        error = (trial.get("error") or "").strip().splitlines()
+        table.add_row(
+            str(trial["number"]),
+            trial["state"],
+            trial.get("arch") or "-",
+            _fmt(trial.get("params")),
+            _fmt(trial.get("val_accuracy")),
+            _fmt(trial.get("test_accuracy")),
+            _fmt(trial.get("loss")),
+            _fmt(trial.get("train_seconds"), 2),
+            error[-1][:80] if error else "",
+        )
+    console.print(table)
+
+
+@app.command()
+def cancel(job_id: Annotated[int, typer.Argument(help="job id")], url: UrlOption = None) -> None:
+    """Cancel a job: running trials stop, finished ones stay."""
+    with _client(url) as client:
+        try:
+            job = client.cancel(job_id)
+        except CellarHTTPError as error:
+            _fail(error)
+    console.print(f"job {job['id']} {job['status']}{' (cancelling)' if job['cancel_requested'] and job['status'] == 'running' else ''}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""A Python client for a Cellar server (httpx)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+__all__ = ["CellarClient", "CellarHTTPError", "default_api_key", "default_url"]
+
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def default_url() -> str:
+    return os.environ.get("CELLAR_URL", "http://127.0.0.1:8000").rstrip("/")
+
+
+def default_api_key() -> str | None:
+    """``CELLAR_API_KEY``, else the key a local server generated into ``.cellar-api-key``."""
+    key = os.environ.get("CELLAR_API_KEY")
+    if key:
+        return key
+    path = Path(os.environ.get("CELLAR_API_KEY_FILE", ".cellar-api-key"))
+    if path.is_file():
+        return path.read_text().strip() or None
+    return None
+
+
+class CellarHTTPError(Exception):
+    """The server answered with an error; ``message`` is its explanation."""
+
+    def __init__(self, status_code: int, message: str, body: Any = None) -> None:
+        super().__init__(f"HTTP {status_code}: {message}")
+        self.status_code = status_code
+        self.message = message
+        self.body = body
+
+
+class CellarClient:
+    def __init__(self, url: str | None = None, api_key: str | None = None, *, timeout: float = 60.0) -> None:
+        self.url = (url or default_url()).rstrip("/")
+        key = api_key if api_key is not None else default_api_key()
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> CellarClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as error:
+            raise CellarHTTPError(0, f"cannot reach Cellar at {self.url}: {error}; is `cellar serve` running?") from error
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                message = body.get("message") or body.get("detail") or response.text
+            except ValueError:
+                body, message = None, response.text
+            raise CellarHTTPError(response.status_code, str(message), body)
+        return response.json()
+
+    # ---- endpoints ---------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        return self._request("GET", "/healthz")
+
+    def submit_job(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._request("POST", "/v1/jobs", json=body)
+
+    def jobs(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if status:
+            params["status"] = status
+        return self._request("GET", "/v1/jobs", params=params)["data"]
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        return self._request("GET", f"/v1/jobs/{job_id}")
+
+    def trials(self, job_id: int, state: str | None = None) -> list[dict[str, Any]]:
+        params = {"state": state} if state else None
+        return self._request("GET", f"/v1/jobs/{job_id}/trials", params=params)["data"]
+
+    def trial(self, trial_id: int) -> dict[str, Any]:
+        return self._request("GET", f"/v1/trials/{trial_id}")
+
+    def cancel(self, job_id: int) -> dict[str, Any]:
+        return self._request("POST", f"/v1/jobs/{job_id}/cancel")
+
+    def data(self, **filters: Any) -> list[dict[str, Any]]:
+        params = {k: v for k, v in filters.items() if v is not None}
+        return self._request("GET", "/v1/data", params=params)["data"]
+
+    def wait(
+        self,
+        job_id: int,
+        *,
+        timeout: float | None = None,
+        interval: float = 1.0,
+        on_update: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Poll the job until it finishes; ``on_update`` sees every state. Returns the final job."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if on_update is not None:
+                on_update(job)
+            if job["status"] in FINISHED:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job['status']} after {timeout} s")
+            time.sleep(interval)

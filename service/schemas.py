@@ -1,0 +1,362 @@
+"""API schemas (pydantic): the job body and what the endpoints return.
+
+Per entity a family: ``JobCreate`` (what a client sends), ``JobPublic`` / ``JobsPublic`` (what it
+gets back). Unknown fields are an error everywhere in request bodies, so a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from search_spaces import SearchSpaceError, search_space_class, search_space_kinds
+from search_spaces.datasets import dataset_names, get_dataset
+from search_spaces.metrics import METRICS
+
+__all__ = [
+    "SAMPLERS",
+    "PRUNERS",
+    "BudgetSpec",
+    "ConstraintsSpec",
+    "DataRow",
+    "DataRows",
+    "DatasetPublic",
+    "EpochPublic",
+    "HealthPublic",
+    "JobCreate",
+    "JobPublic",
+    "JobsPublic",
+    "ObjectiveSpec",
+    "ResourcesSpec",
+    "SearchSpacePublic",
+    "SearchSpaceSpec",
+    "StrategySpec",
+    "TrainingSpec",
+    "TrialCounts",
+    "TrialPublic",
+    "TrialsPublic",
+    "objective_metrics",
+]
+
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("none", "median", "successive_halving", "hyperband")
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _choices(values: list[str] | tuple[str, ...]) -> str:
+    return ", ".join(repr(v) for v in values)
+
+
+class SearchSpaceSpec(_Body):
+    kind: str = Field(description=f"one of the registered search spaces: {', '.join(search_space_kinds())}")
+    params: dict[str, Any] = Field(default_factory=dict, description="the space's own parameters")
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        if kind not in search_space_kinds():
+            raise ValueError(f"unknown search space {kind!r}; allowed: {_choices(search_space_kinds())}")
+        return kind
+
+    @model_validator(mode="after")
+    def _valid_params(self) -> SearchSpaceSpec:
+        space = search_space_class(self.kind)
+        try:
+            validated = space.validate_params(self.params)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"search_space.params.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+            )
+            allowed = ", ".join(space.Params.model_fields)
+            raise ValueError(f"{problems} (parameters of {self.kind!r}: {allowed})") from None
+        self.params = validated.model_dump(mode="json")
+        return self
+
+
+class ObjectiveSpec(_Body):
+    metric: str = Field(description="a metric of the trial, e.g. val_accuracy, params, train_seconds")
+    direction: Literal["maximize", "minimize"]
+
+
+class StrategySpec(_Body):
+    sampler: Literal["tpe", "random"] = "tpe"
+    pruner: Literal["none", "median", "successive_halving", "hyperband"] = "none"
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    initial_architectures: list[str] = Field(
+        default_factory=list,
+        max_length=10_000,
+        description="encodings to evaluate first, in order, before the sampler proposes its own",
+    )
+    reproducible: bool = Field(
+        True,
+        description=(
+            "ask trial k only once trials 0..k-parallelism-1 have finished, so the same job and seed "
+            "sample the same architectures whatever the timing; false asks as soon as a slot frees"
+        ),
+    )
+
+
+class ConstraintsSpec(_Body):
+    max_params: int | None = Field(None, gt=0, description="candidates with more parameters are never trained")
+
+
+class BudgetSpec(_Body):
+    max_trials: int | None = Field(None, gt=0, le=1_000_000)
+    epochs: int = Field(3, gt=0, le=10_000)
+    time_limit_s: float | None = Field(None, gt=0)
+    parallelism: int = Field(1, gt=0, le=1024)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> BudgetSpec:
+        if self.max_trials is None and self.time_limit_s is None:
+            raise ValueError("budget needs max_trials or time_limit_s (or both), e.g. {\"max_trials\": 20}")
+        return self
+
+
+class TrainingSpec(_Body):
+    batch_size: int = Field(64, gt=0, le=65536)
+    lr: float = Field(0.05, gt=0, le=10)
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-4, ge=0, le=1)
+    nesterov: bool = True
+    scheduler: Literal["cosine", "constant"] = "cosine"
+    transform: str = Field("norm", description="input transform, by LEMUR name")
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="training seed; default strategy.seed")
+    split: tuple[float, float, float] = Field(
+        (0.6, 0.2, 0.2), description="train, validation, test fractions of the seeded split"
+    )
+
+    @field_validator("transform")
+    @classmethod
+    def _known_transform(cls, name: str) -> str:
+        from search_spaces.transforms import TRANSFORMS
+
+        if name not in TRANSFORMS:
+            raise ValueError(f"unknown transform {name!r}; allowed: {_choices(TRANSFORMS)}")
+        return name
+
+    @field_validator("split")
+    @classmethod
+    def _fractions(cls, split: tuple[float, float, float]) -> tuple[float, float, float]:
+        if min(split) <= 0 or abs(sum(split) - 1) > 1e-6:
+            raise ValueError(f"split fractions must be positive and sum to 1, got {list(split)}")
+        return split
+
+
+class ResourcesSpec(_Body):
+    cpus_per_trial: float = Field(1.0, gt=0, le=1024)
+    gpus_per_trial: float = Field(0.0, ge=0, le=64)
+    memory_mb_per_trial: int | None = Field(
+        None, gt=0, description="cap on the memory a trial may allocate; past it the trial fails with out-of-memory"
+    )
+
+
+def objective_metrics(dataset: str) -> list[str]:
+    """The metrics a job on ``dataset`` may optimise."""
+    metric = get_dataset(dataset).info.metric
+    return [f"val_{METRICS[metric][0]}", "val_loss", "params", "train_seconds"]
+
+
+class JobCreate(_Body):
+    """The job body of DESIGN.md."""
+
+    name: str | None = Field(None, max_length=200)
+    search_space: SearchSpaceSpec
+    dataset: str
+    objectives: list[ObjectiveSpec] = Field(
+        default_factory=lambda: [ObjectiveSpec(metric="val_accuracy", direction="maximize")],
+        min_length=1,
+        max_length=4,
+    )
+    strategy: StrategySpec = Field(default_factory=StrategySpec)
+    constraints: ConstraintsSpec = Field(default_factory=ConstraintsSpec)
+    budget: BudgetSpec
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, name: str) -> str:
+        if name not in dataset_names():
+            raise ValueError(f"unknown dataset {name!r}; allowed: {_choices(dataset_names())}")
+        return name
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JobCreate:
+        info = get_dataset(self.dataset).info
+        space = search_space_class(self.search_space.kind)(self.search_space.params)
+        try:
+            space.check_dataset(info)
+        except SearchSpaceError as error:
+            raise ValueError(f"dataset: {error}") from None
+        allowed = objective_metrics(self.dataset)
+        for i, objective in enumerate(self.objectives):
+            if objective.metric not in allowed:
+                raise ValueError(
+                    f"objectives[{i}].metric: unknown metric {objective.metric!r} for dataset "
+                    f"{self.dataset!r}; allowed: {_choices(allowed)}"
+                )
+        canonical = []
+        for i, encoding in enumerate(self.strategy.initial_architectures):
+            try:
+                canonical.append(space.canonical(encoding))
+            except SearchSpaceError as error:
+                raise ValueError(f"strategy.initial_architectures[{i}]: {error}") from None
+        self.strategy.initial_architectures = canonical
+        metrics = [o.metric for o in self.objectives]
+        if len(set(metrics)) != len(metrics):
+            raise ValueError(f"objectives: each metric may appear once, got {metrics}")
+        if len(self.objectives) > 1 and self.strategy.pruner != "none":
+            raise ValueError(
+                "strategy.pruner: pruning of multi-objective jobs is not available yet; use \"none\""
+            )
+        if self.name is None:
+            self.name = f"{self.search_space.kind}-{self.dataset}"
+        return self
+
+    @property
+    def training_seed(self) -> int:
+        return self.strategy.seed if self.training.seed is None else self.training.seed
+
+
+# ---- responses --------------------------------------------------------------------------------
+class TrialCounts(BaseModel):
+    total: int = 0
+    running: int = 0
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+
+
+class EpochPublic(BaseModel):
+    epoch: int
+    loss: float | None
+    val_loss: float | None
+    val_accuracy: float | None
+    elapsed_seconds: float
+
+
+class TrialPublic(BaseModel):
+    id: int
+    job_id: int
+    number: int
+    state: str
+    search_space: str | None
+    arch: str | None = Field(description="the architecture's canonical encoding, e.g. an NB-201 arch string")
+    nn: str | None = Field(description="LEMUR-style model name, <space>-<md5 of the code>")
+    params: int | None = Field(description="number of trainable parameters")
+    val_accuracy: float | None = Field(description="validation metric after the last epoch")
+    test_accuracy: float | None = Field(description="test metric after the last epoch")
+    loss: float | None = Field(description="training loss of the last epoch")
+    train_seconds: float | None
+    values: list[float] | None = Field(description="objective values, in the job's objective order")
+    epochs: list[EpochPublic]
+    choices: dict[str, Any] = Field(description="the parameters Optuna sampled")
+    prm: dict[str, Any] = Field(description="LEMUR prm: the training hyperparameters")
+    seed: int
+    split: dict[str, Any] | None
+    duplicate_of: int | None
+    worker: str | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    nn_code: str | None = None
+
+
+class TrialsPublic(BaseModel):
+    data: list[TrialPublic]
+    count: int
+
+
+class JobPublic(BaseModel):
+    id: int
+    name: str
+    status: str
+    search_space: str
+    dataset: str
+    task: str
+    metric: str
+    cancel_requested: bool
+    error: str | None
+    counts: TrialCounts
+    max_trials: int | None
+    best_trial: TrialPublic | None = Field(description="single objective: the best complete trial")
+    best_trials: list[TrialPublic] = Field(description="the non-dominated complete trials")
+    spec: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobsPublic(BaseModel):
+    data: list[JobPublic]
+    count: int
+
+
+class DataRow(BaseModel):
+    """One row of ``/v1/data``: LEMUR's columns, then Cellar's own."""
+
+    id: str
+    task: str
+    dataset: str
+    metric: str
+    metric_code: str | None
+    metric_id: str | None
+    nn: str
+    nn_code: str
+    nn_id: str
+    epoch: int
+    accuracy: float | None
+    duration: int
+    prm_id: str
+    transform_code: str | None
+    transform_id: str | None
+    prm: dict[str, Any]
+    run_id: int
+    job_id: int
+    seed: int
+    split: str
+    created_at: datetime
+    search_space: str
+    arch: str
+
+
+class DataRows(BaseModel):
+    data: list[DataRow]
+    count: int
+
+
+class SearchSpacePublic(BaseModel):
+    kind: str
+    description: str
+    tasks: list[str]
+    params: dict[str, Any]
+
+
+class DatasetPublic(BaseModel):
+    name: str
+    task: str
+    metric: str
+    metric_direction: str
+    in_shape: list[int]
+    num_classes: int
+    num_samples: int | None
+    source: str
+    transform: str
+    description: str
+    available: bool
+    reason: str | None = None
+
+
+class HealthPublic(BaseModel):
+    status: str
+    version: str
+    store: dict[str, Any]
+    executor: dict[str, Any]

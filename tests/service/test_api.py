@@ -1,0 +1,163 @@
+"""The HTTP contract in this process (no manager, no Ray): validation, auth, reads, 404s."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.api import create_app
+from service.settings import Settings
+from service.store import Store, upgrade
+
+KEY = "test-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+def body(**changes: Any) -> dict[str, Any]:
+    job: dict[str, Any] = {
+        "name": "nb201-digits",
+        "search_space": {"kind": "nb201", "params": {"channels": 8, "cells_per_stage": 1}},
+        "dataset": "digits",
+        "strategy": {"sampler": "tpe", "seed": 0},
+        "budget": {"max_trials": 8, "epochs": 2, "parallelism": 2},
+    }
+    for path, value in changes.items():
+        node = job
+        keys = path.split("__")
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        if value is ...:
+            node.pop(keys[-1], None)
+        else:
+            node[keys[-1]] = value
+    return job
+
+
+@pytest.fixture
+def client(store_url: str) -> Iterator[TestClient]:
+    store = Store(store_url)
+    upgrade(store)
+    store.dispose()
+    settings = Settings(database_url=store_url, api_key=KEY, start_manager=False)
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def job_count(client: TestClient) -> int:
+    return client.get("/v1/jobs").json()["count"]
+
+
+def test_a_valid_job_is_queued_with_its_full_spec(client: TestClient) -> None:
+    response = client.post("/v1/jobs", json=body(), headers=AUTH)
+    assert response.status_code == 201, response.text
+    job = response.json()
+    assert response.headers["location"] == f"/v1/jobs/{job['id']}"
+    assert job["status"] == "queued" and job["task"] == "img-classification" and job["metric"] == "acc"
+    assert job["counts"] == {"total": 0, "running": 0, "complete": 0, "pruned": 0, "failed": 0}
+    assert job["spec"]["training"]["batch_size"] == 64  # defaults are filled in and stored
+    assert job["spec"]["objectives"] == [{"metric": "val_accuracy", "direction": "maximize"}]
+    assert client.get(f"/v1/jobs/{job['id']}").json()["id"] == job["id"]
+    assert client.get(f"/v1/jobs/{job['id']}/trials").json() == {"data": [], "count": 0}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "fragment"),
+    [
+        ({"search_space__kind": "resnet"}, "body.search_space.kind", "unknown search space 'resnet'; allowed: 'nb201'"),
+        ({"strategy__sampler": "annealing"}, "body.strategy.sampler", "'tpe' or 'random'"),
+        ({"dataset": "imagenet"}, "body.dataset", "unknown dataset 'imagenet'; allowed: 'digits'"),
+        ({"budget__max_trials": -3}, "body.budget.max_trials", "greater than 0"),
+        ({"budget__epochs": 0}, "body.budget.epochs", "greater than 0"),
+        ({"budget__parallelism": -1}, "body.budget.parallelism", "greater than 0"),
+        ({"budget": ...}, "body.budget", "Field required"),
+        ({"search_space": ...}, "body.search_space", "Field required"),
+        ({"dataset": ...}, "body.dataset", "Field required"),
+        ({"budget__max_trials": ...}, "body.budget", "budget needs max_trials or time_limit_s"),
+        ({"search_space__params__channels": 0}, "body.search_space", "search_space.params.channels: Input should be greater than or equal to 1"),
+        ({"search_space__params__depth": 3}, "body.search_space", "search_space.params.depth: Extra inputs are not permitted"),
+        ({"strategy__pruner": "magic"}, "body.strategy.pruner", "'none', 'median', 'successive_halving' or 'hyperband'"),
+        ({"objectives": [{"metric": "val_bleu", "direction": "maximize"}]}, "body", "unknown metric 'val_bleu'"),
+        ({"training__optimizer": "lbfgs"}, "body.training.optimizer", "'sgd', 'adam' or 'adamw'"),
+        ({"training__transform": "norm_299"}, "body.training.transform", "unknown transform 'norm_299'; allowed: 'norm'"),
+        ({"resources__cpus_per_trial": 0}, "body.resources.cpus_per_trial", "greater than 0"),
+        ({"budgett": {"max_trials": 3}}, "body.budgett", "Extra inputs are not permitted"),
+        (
+            {"strategy__initial_architectures": ["|none~0|+|none~0|"]},
+            "body",
+            "strategy.initial_architectures[0]: arch string '|none~0|+|none~0|' has 2 node segments",
+        ),
+    ],
+)
+def test_bad_bodies_get_422_naming_the_field_and_nothing_is_written(
+    client: TestClient, changes: dict[str, Any], field: str, fragment: str
+) -> None:
+    response = client.post("/v1/jobs", json=body(**changes), headers=AUTH)
+    assert response.status_code == 422, response.text
+    payload = response.json()
+    assert any(".".join(map(str, e["loc"])) == field and fragment in e["msg"] for e in payload["detail"]), payload
+    assert field in payload["message"] and fragment in payload["message"]
+    assert job_count(client) == 0
+
+
+def test_a_body_that_is_not_json_is_a_422(client: TestClient) -> None:
+    response = client.post("/v1/jobs", content=b"{not json", headers={**AUTH, "Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert job_count(client) == 0
+
+
+@pytest.mark.parametrize(
+    ("headers", "fragment"),
+    [({}, "missing API key"), ({"Authorization": "Bearer nope"}, "wrong API key"), ({"Authorization": "Basic abc"}, "missing API key")],
+)
+def test_writes_need_the_key(client: TestClient, headers: dict[str, str], fragment: str) -> None:
+    response = client.post("/v1/jobs", json=body(), headers=headers)
+    assert response.status_code == 401 and fragment in response.json()["detail"]
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert client.post("/v1/jobs/1/cancel", headers=headers).status_code == 401
+    assert job_count(client) == 0
+
+
+def test_reads_can_require_the_key(sqlite_url: str) -> None:
+    store = Store(sqlite_url)
+    upgrade(store)
+    store.dispose()
+    settings = Settings(database_url=sqlite_url, api_key=KEY, start_manager=False, reads_require_key=True)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/v1/jobs").status_code == 401
+        assert client.get("/v1/jobs", headers=AUTH).status_code == 200
+        assert client.get("/healthz").status_code == 200  # liveness stays open
+
+
+def test_unknown_ids_are_404_and_finished_jobs_cannot_be_cancelled(client: TestClient) -> None:
+    assert client.get("/v1/jobs/42").status_code == 404
+    assert "job 42 does not exist" in client.get("/v1/jobs/42").json()["detail"]
+    assert client.get("/v1/jobs/42/trials").status_code == 404
+    assert client.get("/v1/trials/42").status_code == 404
+    assert client.post("/v1/jobs/42/cancel", headers=AUTH).status_code == 404
+    job = client.post("/v1/jobs", json=body(), headers=AUTH).json()
+    cancelled = client.post(f"/v1/jobs/{job['id']}/cancel", headers=AUTH).json()
+    assert cancelled["status"] == "cancelled"  # a queued job stops at once
+    again = client.post(f"/v1/jobs/{job['id']}/cancel", headers=AUTH)
+    assert again.status_code == 409 and "already cancelled" in again.json()["detail"]
+
+
+def test_discovery_endpoints(client: TestClient) -> None:
+    spaces = client.get("/v1/search-spaces").json()
+    assert [s["kind"] for s in spaces] == ["nb201"]
+    assert set(spaces[0]["params"]["properties"]) == {"channels", "cells_per_stage"}
+    datasets = {d["name"]: d for d in client.get("/v1/datasets").json()}
+    assert datasets["digits"]["in_shape"] == [1, 8, 8] and datasets["digits"]["available"]
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok" and health["store"]["revision"] == health["store"]["head"]
+    assert health["executor"] == {"status": "disabled"}
+    assert client.get("/v1/data", params={"task": "img-classification"}).json() == {"data": [], "count": 0}
+
+
+def test_the_server_refuses_an_unmigrated_store(sqlite_url: str) -> None:
+    settings = Settings(database_url=sqlite_url, api_key=KEY, start_manager=False)
+    with pytest.raises(Exception, match="run `cellar migrate`"):
+        with TestClient(create_app(settings)):
+            pass

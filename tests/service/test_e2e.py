@@ -1,0 +1,263 @@
+"""End to end: a real ``cellar serve`` on loopback with its own local Ray, real training on digits.
+
+HTTP requests go in; the tests read the answers over HTTP and the rows in the store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import torch
+from sqlalchemy import func, select
+
+from search_spaces.nb201 import Cell
+from service.store import Architecture, Job, Store, Trial, TrialEpoch
+from tests.service.server import KEY, Server
+from workers.nn_module import load_nn_module
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+AUTH = {"Authorization": f"Bearer {KEY}"}
+LEMUR_COLUMNS = ["id", "task", "dataset", "metric", "metric_code", "metric_id", "nn", "nn_code", "nn_id", "epoch",
+                 "accuracy", "duration", "prm_id", "transform_code", "transform_id", "prm"]
+
+
+def job_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": "nb201-digits",
+        "search_space": {"kind": "nb201", "params": {"channels": 8, "cells_per_stage": 1}},
+        "dataset": "digits",
+        "strategy": {"sampler": "tpe", "seed": 0},
+        "budget": {"max_trials": 8, "epochs": 2, "parallelism": 2},
+        "training": {"batch_size": 64, "lr": 0.05, "optimizer": "sgd"},
+    }
+    body.update(overrides)
+    return body
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    workdir = tmp_path_factory.mktemp("e2e")
+    running = Server(workdir, f"sqlite:///{workdir / 'cellar.db'}").start()
+    yield running
+    running.stop()
+
+
+def submit(server: Server, body: dict[str, Any]) -> dict[str, Any]:
+    response = httpx.post(f"{server.url}/v1/jobs", json=body, headers=AUTH, timeout=30)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def get(server: Server, path: str, **params: Any) -> Any:
+    response = httpx.get(f"{server.url}{path}", params=params, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_an_eight_trial_search_runs_to_the_end(server: Server) -> None:
+    job = submit(server, job_body())
+    assert job["status"] == "queued" and job["max_trials"] == 8
+    seen: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 300
+    while True:
+        current = get(server, f"/v1/jobs/{job['id']}")
+        seen.append(current)
+        if current["status"] in ("succeeded", "failed", "cancelled"):
+            break
+        assert time.monotonic() < deadline, current
+        time.sleep(0.1)
+    assert current["status"] == "succeeded", current["error"]
+    running_views = [v for v in seen if v["status"] == "running"]
+    assert running_views, "the job was never seen running"
+    assert max(v["counts"]["running"] for v in running_views) <= 2  # parallelism holds
+    assert current["counts"] == {"total": 8, "running": 0, "complete": 8, "pruned": 0, "failed": 0}
+
+    trials = get(server, f"/v1/jobs/{job['id']}/trials")
+    assert trials["count"] == 8
+    for trial in trials["data"]:
+        assert trial["state"] == "complete" and trial["error"] is None
+        assert Cell.from_string(trial["arch"]).to_string() == trial["arch"]  # NB-201's exact format
+        assert [e["epoch"] for e in trial["epochs"]] == [1, 2]
+        assert all(0 <= e["val_accuracy"] <= 1 and e["loss"] > 0 for e in trial["epochs"])
+        assert trial["val_accuracy"] == trial["epochs"][-1]["val_accuracy"] == trial["values"][0]
+        assert 0 <= trial["test_accuracy"] <= 1 and trial["params"] > 0 and trial["train_seconds"] > 0
+        assert trial["split"]["sizes"] == [1078, 359, 360] and trial["seed"] == 0
+        assert trial["prm"]["batch"] == 64 and trial["prm"]["lr"] == 0.05
+    best = max(trials["data"], key=lambda t: t["val_accuracy"])
+    assert current["best_trial"]["id"] == best["id"]
+    assert best["val_accuracy"] > 0.5  # ten classes: chance is 0.1
+
+    # the stored nn_code is the network that was trained: same parameter count
+    one = get(server, f"/v1/trials/{best['id']}")
+    net = load_nn_module(one["nn_code"], one["nn"]).Net((1, 1, 8, 8), (10,), one["prm"], torch.device("cpu"))
+    assert sum(p.numel() for p in net.parameters()) == best["params"]
+
+    # LEMUR-style rows
+    rows = get(server, "/v1/data", task="img-classification", dataset="digits", only_best_accuracy="true")["data"]
+    ours = [r for r in rows if r["job_id"] == job["id"]]
+    assert len(ours) == 2 * len({t["nn"] for t in trials["data"]})
+    for row in ours:
+        assert list(row)[: len(LEMUR_COLUMNS)] == LEMUR_COLUMNS
+        assert row["metric"] == "acc" and "def create_metric" in row["metric_code"]
+        assert "def transform(norm)" in row["transform_code"]
+        assert "class Net" in row["nn_code"] and "def train_setup" in row["nn_code"] and "def learn" in row["nn_code"]
+        trial = next(t for t in trials["data"] if t["id"] == row["run_id"])
+        assert row["nn"] == trial["nn"] and row["arch"] == trial["arch"]
+        assert row["accuracy"] == trial["epochs"][row["epoch"] - 1]["val_accuracy"]
+        assert row["duration"] == round(trial["epochs"][row["epoch"] - 1]["elapsed_seconds"] * 1e9)
+
+    # and the rows in the store
+    store = Store(server.database_url)
+    with store.read() as session:
+        stored = session.get(Job, job["id"])
+        assert stored is not None and stored.status == "succeeded" and stored.finished_at is not None
+        arch_ids = session.scalars(select(Trial.architecture_id).where(Trial.job_id == job["id"])).all()
+        archs = session.scalars(select(Architecture).where(Architecture.architecture_id.in_(arch_ids))).all()
+        assert all(a.search_space == "nb201" and a.num_params and len(a.dedup_hash) == 64 for a in archs)
+        epochs = session.scalar(
+            select(func.count()).select_from(TrialEpoch).join(Trial).where(Trial.job_id == job["id"])
+        )
+        assert epochs == 16
+    store.dispose()
+
+
+def test_cancel_stops_a_running_job_and_keeps_what_finished(server: Server) -> None:
+    body = job_body(
+        name="long",
+        search_space={"kind": "nb201", "params": {"channels": 16, "cells_per_stage": 2}},
+        budget={"max_trials": 40, "epochs": 30, "parallelism": 2},
+    )
+    job = submit(server, body)
+    deadline = time.monotonic() + 180
+    while not any(t["epochs"] for t in get(server, f"/v1/jobs/{job['id']}/trials")["data"]):
+        assert time.monotonic() < deadline, "no epoch finished"
+        time.sleep(0.2)
+    asked = time.monotonic()
+    response = httpx.post(f"{server.url}/v1/jobs/{job['id']}/cancel", headers=AUTH, timeout=30)
+    assert response.status_code == 200 and response.json()["cancel_requested"]
+    while (current := get(server, f"/v1/jobs/{job['id']}"))["status"] != "cancelled":
+        assert time.monotonic() - asked < 20, current
+        time.sleep(0.1)
+    trials = get(server, f"/v1/jobs/{job['id']}/trials")["data"]
+    assert trials and len(trials) < 40
+    assert not [t for t in trials if t["state"] == "running"]
+    stopped = [t for t in trials if t["state"] == "failed"]
+    assert stopped and all("cancelled" in t["error"] for t in stopped)
+    assert any(t["epochs"] for t in stopped)  # the epochs a stopped trial finished are kept
+    again = httpx.post(f"{server.url}/v1/jobs/{job['id']}/cancel", headers=AUTH, timeout=30)
+    assert again.status_code == 409
+
+
+def test_the_same_body_and_seed_sample_the_same_architectures(server: Server) -> None:
+    # 14 TPE trials: past TPE's 10 random start-up trials, so the model of past results matters
+    body = job_body(
+        search_space={"kind": "nb201", "params": {"channels": 4, "cells_per_stage": 1}},
+        budget={"max_trials": 14, "epochs": 1, "parallelism": 2},
+    )
+    first, second = submit(server, body), submit(server, body)
+    other = submit(server, {**body, "strategy": {"sampler": "tpe", "seed": 1}})
+    archs = []
+    for job in (first, second, other):
+        assert server.wait(job["id"])["status"] == "succeeded"
+        trials = get(server, f"/v1/jobs/{job['id']}/trials")["data"]
+        archs.append([t["arch"] for t in sorted(trials, key=lambda t: t["number"])])
+    assert len(archs[0]) == 14
+    assert archs[0] == archs[1]
+    assert archs[0] != archs[2]
+
+
+def test_a_trial_that_runs_out_of_memory_fails_and_the_job_goes_on(server: Server) -> None:
+    # the all-3x3 cell needs over 400 MiB at this size, the others under 200 (measured)
+    big = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    small = ["|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", "|skip_connect~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"]
+    body = job_body(
+        name="memory-capped",
+        search_space={"kind": "nb201", "params": {"channels": 64, "cells_per_stage": 5}},
+        strategy={"sampler": "random", "seed": 0, "initial_architectures": [big, *small]},
+        budget={"max_trials": 3, "epochs": 1, "parallelism": 2},
+        resources={"cpus_per_trial": 1, "memory_mb_per_trial": 300},
+    )
+    job = server.wait(submit(server, body)["id"])
+    trials = get(server, f"/v1/jobs/{job['id']}/trials")["data"]
+    assert [t["arch"] for t in trials] == [big, *small]
+    assert [t["state"] for t in trials] == ["failed", "complete", "complete"], [t["error"] for t in trials]
+    assert trials[0]["error"].startswith(
+        "TrialOutOfMemory: out of memory: the trial needed more than its memory cap of 300 MiB"
+    )
+    assert "Traceback" in trials[0]["error"]
+    assert job["status"] == "succeeded" and job["counts"]["failed"] == 1 and job["best_trial"]["state"] == "complete"
+
+
+def test_the_api_process_never_loads_torch(server: Server) -> None:
+    assert server.process is not None
+    maps = Path(f"/proc/{server.process.pid}/maps")
+    if not maps.exists():
+        pytest.skip("needs Linux /proc to inspect the server's loaded libraries")
+    loaded = maps.read_text()
+    assert "_raylet" in loaded  # the reading works: Ray's own library is mapped
+    assert "libtorch" not in loaded
+
+
+def test_events_stream_ends_with_the_finished_job(server: Server) -> None:
+    job = server.wait(submit(server, job_body(budget={"max_trials": 2, "epochs": 1, "parallelism": 2}))["id"])
+    with httpx.stream("GET", f"{server.url}/v1/jobs/{job['id']}/events", timeout=30) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        text = "".join(response.iter_text())
+    events = [json.loads(line[len("data: "):]) for line in text.splitlines() if line.startswith("data: ")]
+    assert text.startswith("event: job") and events[-1]["status"] == "succeeded"
+
+
+def test_the_cli_submits_follows_and_lists(server: Server, tmp_path: Path) -> None:
+    job_file = tmp_path / "job.json"
+    job_file.write_text(json.dumps(job_body(name="from-cli", budget={"max_trials": 3, "epochs": 1, "parallelism": 2})))
+    cellar = Path(sys.executable).with_name("cellar")
+    env = {**os.environ, "CELLAR_URL": server.url, "CELLAR_API_KEY": KEY}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(cellar), *args], capture_output=True, text=True, env=env, timeout=300)
+
+    submitted = run("submit", str(job_file), "--follow")
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = int(submitted.stdout.split()[1])
+    assert f"job {job_id} succeeded; best: " in submitted.stdout
+    assert "3/3" in submitted.stderr  # the progress bar: trials done / total
+    listed = run("trials", str(job_id))
+    assert listed.returncode == 0 and listed.stdout.count("complete") == 3
+    as_json = json.loads(run("trials", str(job_id), "--json").stdout)
+    assert all(t["arch"] in listed.stdout for t in as_json)  # whole arch strings in the table
+    jobs = run("jobs")
+    assert "from-cli" in jobs.stdout and "succeeded" in jobs.stdout
+    refused = run("cancel", str(job_id))
+    assert refused.returncode == 1 and "already succeeded" in refused.stderr
+    unauthorised = subprocess.run(
+        [str(cellar), "submit", str(job_file)], capture_output=True, text=True,
+        env={**env, "CELLAR_API_KEY": "wrong"}, timeout=60, cwd=tmp_path,
+    )
+    assert unauthorised.returncode == 1 and "wrong API key" in unauthorised.stderr
+
+
+@pytest.mark.postgres
+def test_a_search_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    server = Server(tmp_path, postgres_url).start()
+    try:
+        job = server.wait(submit(server, job_body(budget={"max_trials": 4, "epochs": 1, "parallelism": 2}))["id"])
+        assert job["status"] == "succeeded" and job["counts"]["complete"] == 4
+        rows = get(server, "/v1/data", dataset="digits", only_best_accuracy="true")["data"]
+        assert rows and all(r["job_id"] == job["id"] for r in rows)
+    finally:
+        server.stop()
+    store = Store(postgres_url)
+    with store.read() as session:
+        assert session.scalar(select(func.count()).select_from(Trial)) == 4
+        assert session.scalar(select(func.count()).select_from(TrialEpoch)) == 4
+    store.dispose()

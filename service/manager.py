@@ -6,10 +6,11 @@ executor, persists every report the moment it arrives and tells the study how tr
 store is the single source of truth and the manager thread is its only writer of trial state.
 
 Reproducible order (``strategy.reproducible``, the default): trial ``k`` is asked only once trials
-``0 .. k-p-1`` have finished (``p`` = parallelism), and a finished trial is told to the study only
-when trial ``number + p`` is asked. So the sampler always sees exactly trials ``0 .. k-p-1`` when it
-proposes trial ``k``, whatever order the workers finish in: the same job and seed sample the same
-architectures. Without it, a trial is asked as soon as a slot frees and told as soon as it ends.
+``0 .. k-p`` have finished (``p`` = parallelism, so at most ``p`` trials are in flight), and a
+finished trial is told to the study only when trial ``number + p`` is asked. So the sampler always
+sees exactly trials ``0 .. k-p`` when it proposes trial ``k``, whatever order the workers finish
+in: the same job and seed sample the same architectures. Without it, a trial is asked as soon as a
+slot frees and told as soon as it ends.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ __all__ = ["JobManager", "JobRunner"]
 log = logging.getLogger(__name__)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+_MAX_ASKS_PER_TICK = 256
 
 
 @dataclass
@@ -219,11 +222,14 @@ class JobRunner:
         limit = self.spec.budget.time_limit_s
         if limit is not None and self.stop_reason is None and utcnow() - self.started_at > timedelta(seconds=limit):
             self._stop("time limit", f"stopped: the job's time_limit_s ({limit:g} s) was reached")
-        while (
-            self.stop_reason is None
-            and self.executor.free_slots(self.job_id) > 0
-            and (self._unsaved is not None or self._may_ask())
-        ):
+        # bounded, so that a space that only yields duplicates cannot keep the loop from time limits
+        for _ in range(_MAX_ASKS_PER_TICK):
+            if not (
+                self.stop_reason is None
+                and self.executor.free_slots(self.job_id) > 0
+                and (self._unsaved is not None or self._may_ask())
+            ):
+                break
             self._launch()
         if not self.running and (self.stop_reason is not None or self._budget_spent()):
             self._finish_job()
@@ -252,7 +258,7 @@ class JobRunner:
         if not self.reproducible:
             return True
         # every trial below the horizon must have finished (those not running have)
-        horizon = self.asked - self.parallelism
+        horizon = self.asked - self.parallelism + 1
         if any(r.number < horizon for r in self.running.values()):
             return False
         self._tell_until(horizon)
@@ -460,11 +466,14 @@ class JobRunner:
 
     # ---- stopping ----------------------------------------------------------------------------
     def _stop(self, reason: str, message: str) -> None:
-        """Stop asking; stop running trials now (their finished epochs stay in the store)."""
-        self.stop_reason = reason
+        """Stop asking; stop running trials now (their finished epochs stay in the store).
+
+        Each trial is written off before its worker is stopped; if the store fails half-way, the
+        next tick stops the rest (``stop_reason`` is set only once all are done)."""
         for running in list(self.running.values()):
-            self.executor.abort(running.trial_id)
             self._end_trial(running, TrialState.FAILED, error=message)
+            self.executor.abort(running.trial_id)
+        self.stop_reason = reason
 
     def _finish_job(self) -> None:
         self._tell_until(self.asked)
@@ -508,6 +517,8 @@ class JobManager:
         self.runners: dict[int, JobRunner] = {}
         self._stop = threading.Event()
         self._wake = threading.Event()
+        #: events whose handling failed on a store error; handled again before new ones
+        self._retry: list[ExecutorEvent] = []
         self._thread: threading.Thread | None = None
         self.state = "starting"
         self.error: str | None = None
@@ -568,10 +579,18 @@ class JobManager:
                 del self.runners[job_id]
         busy = any(runner.running for runner in self.runners.values())
         if busy:
-            for event in self.executor.poll(self.settings.poll_interval_s):
+            events, self._retry = self._retry + self.executor.poll(self.settings.poll_interval_s), []
+            for index, event in enumerate(events):
                 runner = next((r for r in self.runners.values() if event.trial_id in r.running), None)
-                if runner is not None:
+                if runner is None:
+                    continue
+                try:
                     self._guard(runner, runner.on_event, event)
+                except StoreError:
+                    # handlers write before they change any state: the event can simply be
+                    # handled again once the store answers
+                    self._retry = events[index:]
+                    raise
         else:
             self._wake.wait(self.settings.poll_interval_s)
             self._wake.clear()

@@ -261,3 +261,53 @@ def test_a_search_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
         assert session.scalar(select(func.count()).select_from(Trial)) == 4
         assert session.scalar(select(func.count()).select_from(TrialEpoch)) == 4
     store.dispose()
+
+
+def test_the_median_pruner_stops_hopeless_trials_and_keeps_their_curves(server: Server) -> None:
+    good = [
+        "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|",
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|skip_connect~0|none~1|nor_conv_3x3~2|",
+    ]
+    # no path from the input to the output: these stay at chance
+    hopeless = [
+        "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+        "|skip_connect~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+    ]
+    body = job_body(
+        name="pruned",
+        strategy={"sampler": "random", "seed": 0, "pruner": "median", "initial_architectures": good + hopeless},
+        budget={"max_trials": 4, "epochs": 4, "parallelism": 1},
+    )
+    job = server.wait(submit(server, body)["id"])
+    assert job["status"] == "succeeded"
+    trials = get(server, f"/v1/jobs/{job['id']}/trials")["data"]
+    assert [t["state"] for t in trials] == ["complete", "complete", "pruned", "pruned"]
+    for trial in trials[2:]:
+        assert 1 <= len(trial["epochs"]) < 4 and trial["error"] is None and trial["values"] is None
+    assert job["counts"]["pruned"] == 2
+
+
+def test_a_time_limit_stops_the_job(server: Server) -> None:
+    body = job_body(
+        name="time-limited",
+        search_space={"kind": "nb201", "params": {"channels": 16, "cells_per_stage": 2}},
+        budget={"max_trials": 100, "epochs": 50, "parallelism": 2, "time_limit_s": 8},
+    )
+    job = server.wait(submit(server, body)["id"], timeout=120)
+    assert job["status"] in ("succeeded", "failed")
+    from datetime import datetime
+
+    took = datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["started_at"])
+    assert took.total_seconds() < 8 + 10
+    trials = get(server, f"/v1/jobs/{job['id']}/trials")["data"]
+    assert not [t for t in trials if t["state"] == "running"]
+    stopped = [t for t in trials if t["state"] == "failed"]
+    assert stopped and all("time_limit_s (8 s) was reached" in t["error"] for t in stopped)
+
+
+def test_a_job_the_cluster_can_never_run_fails_and_says_why(server: Server) -> None:
+    body = job_body(name="needs-a-gpu", resources={"cpus_per_trial": 1, "gpus_per_trial": 1})
+    job = server.wait(submit(server, body)["id"], timeout=60)
+    assert job["status"] == "failed"
+    assert "one trial needs 1 CPU, 1 GPU but the whole cluster has 2 CPU, 0 GPU" in job["error"]
+    assert job["counts"]["total"] == 0

@@ -6,11 +6,11 @@ spaces are imported on first use, so listing them imports nothing heavy.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import Any
 
 from ._base import SearchSpace, SpaceParams, nn_id
+from ._registry import LazyRegistry
 from .errors import (
     DatasetUnavailableError,
     IncompatibleDatasetError,
@@ -33,22 +33,18 @@ __all__ = [
     "search_space_kinds",
 ]
 
-_REGISTRY: dict[str, str] = {
-    "nb201": "search_spaces.nb201.space:CellSearchSpace",
-}
+_SPACES: LazyRegistry[type[SearchSpace]] = LazyRegistry(
+    "search space",
+    {"nb201": "search_spaces.nb201.space:CellSearchSpace"},
+)
 
 
 def search_space_kinds() -> list[str]:
-    return sorted(_REGISTRY)
+    return _SPACES.names()
 
 
 def search_space_class(kind: str) -> type[SearchSpace]:
-    try:
-        target = _REGISTRY[kind]
-    except KeyError:
-        raise UnknownChoiceError("search space", kind, search_space_kinds()) from None
-    module_name, _, class_name = target.partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    return _SPACES.load(kind)
 
 
 def get_search_space(kind: str, params: Mapping[str, Any] | None = None) -> SearchSpace:

@@ -163,8 +163,7 @@ class RayExecutor(Executor):
         for slot in pool.slots:
             if slot.trial_id is not None:
                 self._forget(slot.trial_id)
-            if slot.actor is not None:
-                ray.kill(slot.actor, no_restart=True)
+            self._replace_actor(slot)
 
     # ---- trial calls -------------------------------------------------------------------------
     def start_trial(self, job_id: int, payload: TrialPayload) -> None:
@@ -186,23 +185,14 @@ class RayExecutor(Executor):
         self._submit(trial_id, "final", self._actor(trial_id).finish.remote())
 
     def release(self, trial_id: int) -> None:
-        entry = self._trial_slot.get(trial_id)
-        if entry is None:
-            return
-        _, slot = entry
-        self._forget(trial_id)
-        if slot.actor is not None:
+        slot = self._vacate(trial_id)
+        if slot is not None and slot.actor is not None:
             slot.actor.reset.remote()  # frees the model; runs after anything still queued
 
     def abort(self, trial_id: int) -> None:
-        entry = self._trial_slot.get(trial_id)
-        if entry is None:
-            return
-        _, slot = entry
-        self._forget(trial_id)
-        if slot.actor is not None:
-            ray.kill(slot.actor, no_restart=True)
-            slot.actor = None  # a fresh actor is made when the slot is next used
+        slot = self._vacate(trial_id)
+        if slot is not None:
+            self._replace_actor(slot)
 
     def poll(self, timeout: float) -> list[ExecutorEvent]:
         if not self._pending:
@@ -248,6 +238,21 @@ class RayExecutor(Executor):
         for ref in [r for r, (t, _) in self._pending.items() if t == trial_id]:
             del self._pending[ref]
 
+    def _vacate(self, trial_id: int) -> _Slot | None:
+        """Free the trial's slot and drop its pending calls; the slot, or None if it had none."""
+        entry = self._trial_slot.get(trial_id)
+        if entry is None:
+            return None
+        self._forget(trial_id)
+        return entry[1]
+
+    @staticmethod
+    def _replace_actor(slot: _Slot) -> None:
+        """Kill the slot's worker; a fresh one is made when the slot next runs a trial."""
+        if slot.actor is not None:
+            ray.kill(slot.actor, no_restart=True)
+            slot.actor = None
+
     def _collect(self, trial_id: int, call: str, ref: Any) -> ExecutorEvent:
         try:
             data = ray.get(ref, timeout=30)
@@ -274,16 +279,11 @@ class RayExecutor(Executor):
         return ExecutorEvent(trial_id, "setup" if call == "setup" else call, data=data)  # type: ignore[arg-type]
 
     def _after_error(self, trial_id: int, event: ExecutorEvent) -> None:
-        entry = self._trial_slot.get(trial_id)
-        if entry is None:
-            return
-        _, slot = entry
-        self._forget(trial_id)
-        if slot.actor is None:
+        slot = self._vacate(trial_id)
+        if slot is None or slot.actor is None:
             return
         if event.worker_lost or event.error_type not in CLEAN_ERRORS:
-            ray.kill(slot.actor, no_restart=True)
-            slot.actor = None  # replaced by a fresh process when the slot runs its next trial
+            self._replace_actor(slot)
         else:
             slot.actor.reset.remote()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, and_, case, func, literal, select, update
 from sqlalchemy.orm import Session, aliased, selectinload
@@ -130,49 +130,28 @@ def get_trial(session: Session, trial_id: int) -> Trial:
 
 
 # ---- architectures and sources ------------------------------------------------------------------
-def get_or_create_architecture(
-    session: Session,
-    *,
-    search_space: str,
-    space_params: dict[str, Any],
-    encoding: str,
-    arch_hash: str,
-    dedup_hash: str,
-    in_shape: list[int],
-    out_shape: list[int],
-    nn_name: str,
-    nn_code: str,
-) -> Architecture:
-    found = session.scalars(select(Architecture).where(Architecture.arch_hash == arch_hash)).first()
+_Row = TypeVar("_Row", Architecture, Source)
+
+
+def _get_or_create(session: Session, model: type[_Row], key: dict[str, Any], **fields: Any) -> _Row:
+    """The row of ``model`` matching ``key``, inserted with ``fields`` if there is none."""
+    found = session.scalars(select(model).filter_by(**key)).first()
     if found is not None:
         return found
-    architecture = Architecture(
-        search_space=search_space,
-        space_params=space_params,
-        encoding=encoding,
-        arch_hash=arch_hash,
-        dedup_hash=dedup_hash,
-        in_shape=in_shape,
-        out_shape=out_shape,
-        nn_name=nn_name,
-        nn_code=nn_code,
-    )
-    session.add(architecture)
+    row = model(**key, **fields)
+    session.add(row)
     session.flush()
-    return architecture
+    return row
+
+
+def get_or_create_architecture(session: Session, *, arch_hash: str, **fields: Any) -> Architecture:
+    """The architecture with ``arch_hash`` (space, parameters, encoding and shapes), stored once."""
+    return _get_or_create(session, Architecture, {"arch_hash": arch_hash}, **fields)
 
 
 def get_or_create_source(session: Session, *, kind: str, name: str, code: str) -> Source:
-    digest = nn_id(code)
-    found = session.scalars(
-        select(Source).where(Source.kind == kind, Source.name == name, Source.code_md5 == digest)
-    ).first()
-    if found is not None:
-        return found
-    source = Source(kind=kind, name=name, code_md5=digest, code=code)
-    session.add(source)
-    session.flush()
-    return source
+    """A metric's or transform's source text, stored once per distinct text."""
+    return _get_or_create(session, Source, {"kind": kind, "name": name, "code_md5": nn_id(code)}, code=code)
 
 
 # ---- LEMUR-style data ---------------------------------------------------------------------------

@@ -11,29 +11,10 @@ from fastapi.testclient import TestClient
 from service.api import create_app
 from service.settings import Settings
 from service.store import Store, upgrade
+from tests.service.jobs import job_body as body
 
 KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-
-
-def body(**changes: Any) -> dict[str, Any]:
-    job: dict[str, Any] = {
-        "name": "nb201-digits",
-        "search_space": {"kind": "nb201", "params": {"channels": 8, "cells_per_stage": 1}},
-        "dataset": "digits",
-        "strategy": {"sampler": "tpe", "seed": 0},
-        "budget": {"max_trials": 8, "epochs": 2, "parallelism": 2},
-    }
-    for path, value in changes.items():
-        node = job
-        keys = path.split("__")
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-        if value is ...:
-            node.pop(keys[-1], None)
-        else:
-            node[keys[-1]] = value
-    return job
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 
 from search_spaces.nb201 import Cell
 from service.store import Architecture, Job, Store, Trial, TrialEpoch
+from tests.service.jobs import job_body
 from tests.service.server import KEY, Server
 from workers.nn_module import load_nn_module
 
@@ -29,19 +30,6 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 AUTH = {"Authorization": f"Bearer {KEY}"}
 LEMUR_COLUMNS = ["id", "task", "dataset", "metric", "metric_code", "metric_id", "nn", "nn_code", "nn_id", "epoch",
                  "accuracy", "duration", "prm_id", "transform_code", "transform_id", "prm"]
-
-
-def job_body(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "name": "nb201-digits",
-        "search_space": {"kind": "nb201", "params": {"channels": 8, "cells_per_stage": 1}},
-        "dataset": "digits",
-        "strategy": {"sampler": "tpe", "seed": 0},
-        "budget": {"max_trials": 8, "epochs": 2, "parallelism": 2},
-        "training": {"batch_size": 64, "lr": 0.05, "optimizer": "sgd"},
-    }
-    body.update(overrides)
-    return body
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,30 @@
+"""Job bodies for the service tests."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+_BASE: dict[str, Any] = {
+    "name": "nb201-digits",
+    "search_space": {"kind": "nb201", "params": {"channels": 8, "cells_per_stage": 1}},
+    "dataset": "digits",
+    "strategy": {"sampler": "tpe", "seed": 0},
+    "budget": {"max_trials": 8, "epochs": 2, "parallelism": 2},
+}
+
+
+def job_body(**changes: Any) -> dict[str, Any]:
+    """The README's 8-trial job, changed: ``budget={...}`` replaces a field, ``budget__epochs=1``
+    sets a nested one, and ``...`` as the value removes the field."""
+    body = copy.deepcopy(_BASE)
+    for path, value in changes.items():
+        node = body
+        keys = path.split("__")
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        if value is ...:
+            node.pop(keys[-1], None)
+        else:
+            node[keys[-1]] = value
+    return body

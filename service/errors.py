@@ -9,6 +9,7 @@ __all__ = [
     "NotFoundError",
     "StoreError",
     "StoreSchemaError",
+    "StoreUnavailableError",
 ]
 
 
@@ -34,6 +35,11 @@ class InvalidRequestError(CellarError):
 
 class StoreError(CellarError):
     """The store could not be reached or refused an operation; the message says what to check."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot be reached right now (server down, connection lost, lock timeout):
+    worth retrying, unlike a refused statement."""
 
 
 class StoreSchemaError(StoreError):

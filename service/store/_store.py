@@ -14,10 +14,10 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..errors import StoreError
+from ..errors import StoreError, StoreUnavailableError
 
 __all__ = ["Store"]
 
@@ -27,14 +27,15 @@ _WRITE = "cellar_write"
 class Store:
     """A database behind ``read()`` and ``write()`` sessions."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, busy_timeout_s: float = 60.0) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         if self.is_sqlite:
+            # busy_timeout_s: how long a writer waits for another process's lock before giving up
             self.engine = create_engine(
-                self.url, echo=echo, connect_args={"timeout": 60, "check_same_thread": False}
+                self.url, echo=echo, connect_args={"timeout": busy_timeout_s, "check_same_thread": False}
             )
-            _configure_sqlite(self.engine)
+            _configure_sqlite(self.engine, busy_timeout_s)
         else:
             self.engine = create_engine(self.url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=5)
         self._write_engine = self.engine.execution_options(**{_WRITE: True})
@@ -48,12 +49,10 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A session for queries; rolled back at the end."""
+        """A session for queries. Closing it ends its transaction; the rows it loaded stay
+        readable afterwards (detached), but nothing it did not load can be loaded from them."""
         with self._translate(), self._readers() as session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+            yield session
 
     @contextmanager
     def write(self) -> Iterator[Session]:
@@ -68,8 +67,8 @@ class Store:
     def _translate(self) -> Iterator[None]:
         try:
             yield
-        except OperationalError as error:
-            raise StoreError(
+        except (OperationalError, InterfaceError) as error:
+            raise StoreUnavailableError(
                 f"the store at {self.display_url} failed: {error.orig}. Check CELLAR_DATABASE_URL "
                 "and that the database server is running and reachable."
             ) from error
@@ -79,7 +78,7 @@ class Store:
             raise StoreError(f"store error at {self.display_url}: {error}") from error
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # let SQLAlchemy's "begin" event (below) issue BEGIN, instead of pysqlite's implicit one
@@ -88,7 +87,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -172,7 +172,7 @@ class Trial(Base):
     distributions: Mapped[dict[str, Any]]
     #: LEMUR's ``prm``: the hyperparameters the model was trained with
     prm: Mapped[dict[str, Any]]
-    seed: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(BigInteger)
     split: Mapped[dict[str, Any] | None]
     epochs: Mapped[int] = mapped_column(Integer)
     values: Mapped[list[Any] | None]
@@ -181,6 +181,13 @@ class Trial(Base):
     loss: Mapped[float | None] = mapped_column(Float)
     train_seconds: Mapped[float | None] = mapped_column(Float)
     duplicate_of_trial_id: Mapped[int | None] = mapped_column(ForeignKey("cellar_trials.trial_id"))
+    #: where the configuration came from: ``sampler``, ``initial`` (the job's list) or ``retry``
+    origin: Mapped[str] = mapped_column(String(16), default="sampler")
+    #: for a retry, the trial whose configuration it runs again
+    retry_of_trial_id: Mapped[int | None] = mapped_column(ForeignKey("cellar_trials.trial_id"))
+    #: this trial was interrupted (not by its own fault) and its configuration handed to a retry;
+    #: it does not count towards ``max_trials``
+    requeued: Mapped[bool] = mapped_column(Boolean, default=False)
     metric_source_id: Mapped[int | None] = mapped_column(ForeignKey("cellar_sources.source_id"))
     transform_source_id: Mapped[int | None] = mapped_column(ForeignKey("cellar_sources.source_id"))
     worker: Mapped[str | None] = mapped_column(String(200))

@@ -209,6 +209,9 @@ def data_rows(session: Session, query: DataQuery) -> list[dict[str, Any]]:
         transform_source.code_md5.label("transform_id"),
     ]
     filters = [Trial.duplicate_of_trial_id.is_(None)]
+    if query.only_best_accuracy:
+        # rows without a value cannot be best (LEMUR's MAX ignores NULLs; PostgreSQL sorts them first)
+        filters.append(TrialEpoch.val_metric.is_not(None))
     for column, values in (
         (Job.task, query.task),
         (Job.dataset, query.dataset),
@@ -233,7 +236,7 @@ def data_rows(session: Session, query: DataQuery) -> list[dict[str, Any]]:
             func.rank()
             .over(
                 partition_by=(Job.task, Job.dataset, Job.metric, Architecture.nn_name, TrialEpoch.epoch),
-                order_by=score.desc(),
+                order_by=score.desc().nulls_last(),
             )
             .label("best_rank")
         ).subquery()

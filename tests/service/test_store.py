@@ -138,6 +138,15 @@ def test_jobs_trials_and_epochs_round_trip(store: Store) -> None:
             queries.get_job(session, 999)
 
 
+def test_seeds_up_to_two_to_the_32_fit(store: Store) -> None:
+    with store.write() as session:
+        job = make_job(session)
+        trial = make_trial(session, job, 0, "nb201-aaa", [0.5])
+        trial.seed = 2**32 - 1
+    with store.read() as session:
+        assert session.scalars(select(Trial.seed)).one() == 2**32 - 1
+
+
 def test_architectures_and_sources_are_stored_once(store: Store) -> None:
     with store.write() as session:
         job = make_job(session)
@@ -237,29 +246,36 @@ def test_data_filters_paging_and_duplicates(store: Store) -> None:
 
 
 def test_concurrent_writers_never_see_a_locked_database(store: Store) -> None:
+    # Two Store objects share no lock: like two processes. Each transaction reads, then writes,
+    # the pattern that makes SQLite answer "database is locked" at once when a deferred
+    # transaction tries to upgrade; write transactions that begin IMMEDIATE wait their turn.
     with store.write() as session:
         job_id = make_job(session).job_id
+    other = Store(store.url.render_as_string(hide_password=False))
     errors: list[BaseException] = []
 
-    def writer(offset: int) -> None:
+    def writer(target: Store, offset: int) -> None:
         try:
             for number in range(offset, offset + 200, 4):
-                with store.write() as session:
-                    session.add(Trial(job_id=job_id, number=number, state=TrialState.RUNNING, params={},
+                with target.write() as session:
+                    seen = len(session.scalars(select(Trial).where(Trial.job_id == job_id)).all())
+                    session.add(Trial(job_id=job_id, number=number, state=TrialState.RUNNING, params={"seen": seen},
                                       distributions={}, prm={}, seed=0, epochs=1))
-                with store.read() as session:
-                    session.scalars(select(Trial).where(Trial.job_id == job_id)).all()
         except BaseException as error:  # noqa: BLE001 - collected and asserted below
             errors.append(error)
 
-    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    threads = [threading.Thread(target=writer, args=(store if i % 2 else other, i)) for i in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    other.dispose()
     assert errors == []
     with store.read() as session:
-        assert len(session.scalars(select(Trial)).all()) == 200
+        rows = session.scalars(select(Trial)).all()
+        assert len(rows) == 200
+        if store.is_sqlite:  # one writer at a time: each transaction saw every earlier commit
+            assert sorted(t.params["seen"] for t in rows) == list(range(200))
 
 
 def test_an_unreachable_store_says_what_to_check(tmp_path) -> None:  # noqa: ANN001

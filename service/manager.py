@@ -3,19 +3,25 @@
 Each job has a ``JobRunner`` holding its Optuna study (in memory, rebuilt from the store when the
 server starts again) and its search space. The runner asks the study for trials, hands them to the
 executor, persists every report the moment it arrives and tells the study how trials ended. The
-store is the single source of truth and the manager thread is its only writer of trial state.
+store is the single source of truth and the manager thread is its only writer of trial state;
+every handler writes before it changes anything in memory, so a failed write can simply be retried.
 
 Reproducible order (``strategy.reproducible``, the default): trial ``k`` is asked only once trials
 ``0 .. k-p`` have finished (``p`` = parallelism, so at most ``p`` trials are in flight), and a
 finished trial is told to the study only when trial ``number + p`` is asked. So the sampler always
 sees exactly trials ``0 .. k-p`` when it proposes trial ``k``, whatever order the workers finish
-in: the same job and seed sample the same architectures. Without it, a trial is asked as soon as a
-slot frees and told as soon as it ends.
+in: the same job and seed sample the same architectures. Duplicates are judged against the same
+trials. Without it, a trial is asked as soon as a slot frees and told as soon as it ends.
+
+Restarts: trials a stopped server left running are marked failed and ``requeued``; their
+configurations run again first (``origin = retry``) and only the retries count towards
+``max_trials``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,7 +41,7 @@ from search_spaces.transforms import transform_module
 from workers.executor import Executor, ExecutorError, ExecutorEvent, TrialResources
 from workers.protocol import TrialPayload
 
-from .errors import StoreError
+from .errors import StoreUnavailableError
 from .identity import arch_hash, dedup_hash
 from .schemas import JobCreate
 from .settings import Settings
@@ -50,6 +56,8 @@ log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 _MAX_ASKS_PER_TICK = 256
+_ORIGIN = "cellar_origin"
+_RETRY_OF = "cellar_retry_of"
 
 
 @dataclass
@@ -59,6 +67,7 @@ class _Running:
     trial_id: int
     number: int
     optuna_trial: optuna.Trial
+    call_started: float = field(default_factory=time.monotonic)
     num_params: int | None = None
     last_epoch: dict[str, Any] = field(default_factory=dict)
 
@@ -69,6 +78,15 @@ class _Told:
 
     state: OptunaState
     values: list[float] | None
+
+
+@dataclass
+class _Unsaved:
+    """A trial asked from the study whose row is not written yet (the store failed)."""
+
+    trial: optuna.Trial
+    encoding: str
+    attempted: bool = False
 
 
 def _make_sampler(spec: JobCreate) -> optuna.samplers.BaseSampler:
@@ -99,7 +117,8 @@ class JobRunner:
         self.settings = settings
         with store.read() as session:
             job = session.get(Job, job_id)
-            assert job is not None
+            if job is None:
+                raise LookupError(f"job {job_id} vanished from the store")
             self.spec = JobCreate.model_validate(job.spec)
             self.started_at: datetime = job.started_at or utcnow()
         self.space = get_search_space(self.spec.search_space.kind, self.spec.search_space.params)
@@ -109,6 +128,7 @@ class JobRunner:
         self.metric_key = f"val_{METRICS[self.info.metric][0]}"
         self.parallelism = self.spec.budget.parallelism
         self.reproducible = self.spec.strategy.reproducible
+        self.pruning = len(self.spec.objectives) == 1 and self.spec.strategy.pruner != "none"
         self.study = optuna.create_study(
             study_name=f"cellar-job-{job_id}",
             directions=[o.direction for o in self.spec.objectives],
@@ -116,20 +136,20 @@ class JobRunner:
             pruner=_make_pruner(self.spec),
         )
         self.slots = 0
-        #: trials asked so far (the next trial's number); ``study.trials`` also holds enqueued ones
+        #: trials asked so far, i.e. the next trial's number (``study.trials`` also holds enqueued ones)
         self.asked = 0
+        #: trials whose configuration was handed to a retry; they do not count towards max_trials
+        self.requeued = 0
         self.running: dict[int, _Running] = {}
         self.untold: dict[int, _Told] = {}  # number -> outcome not yet told to the study
-        self.finished: set[int] = set()
-        self.complete_by_dedup: dict[str, int] = {}  # dedup hash -> trial_id of a complete trial
+        self.complete_by_dedup: dict[str, tuple[int, int]] = {}  # dedup hash -> (trial_id, number)
         self.stop_reason: str | None = None
         self.done = False
-        #: a trial asked from the study whose row could not be written yet (store outage)
-        self._unsaved: tuple[optuna.Trial, str] | None = None
         self.metric_source_id: int | None = None
         self.transform_source_id: int | None = None
+        self._unsaved: _Unsaved | None = None
 
-    # ---- start / resume ----------------------------------------------------------------------
+    # ---- resources ---------------------------------------------------------------------------
     @property
     def demand(self) -> dict[str, float]:
         """What one slot of this job holds while the job runs."""
@@ -140,21 +160,30 @@ class JobRunner:
         """How many of its ``parallelism`` slots fit in ``free`` resources (0: none)."""
         slots = self.parallelism
         for name, need in self.demand.items():
-            if need > 0 and name in free:
-                slots = min(slots, int(free[name] // need + 1e-9))
+            if need > 0:
+                available = round(free.get(name, 0.0), 4)  # Ray counts resources in 1e-4 units
+                slots = min(slots, math.floor(available / need + 1e-9))
         return max(0, slots)
 
+    # ---- start / resume ----------------------------------------------------------------------
     def resume(self, slots: int) -> None:
-        """Mark the job running, fail trials a previous server left running, replay the study.
+        """Mark the job running, requeue trials a previous server left running, replay the study.
 
         ``slots`` may be below ``parallelism`` on a small cluster; the reproducible order still
         follows ``parallelism``, so the architectures sampled do not depend on the cluster.
         """
         now = utcnow()
         with self.store.write() as session:
+            started = session.execute(
+                update(Job)
+                .where(Job.job_id == self.job_id, Job.status.in_(JobStatus.ACTIVE))
+                .values(status=JobStatus.RUNNING, error=None, updated_at=now)
+            )
+            if started.rowcount == 0:  # cancelled between the manager's read and now
+                self.done = True
+                return
             job = session.get(Job, self.job_id)
             assert job is not None
-            job.status = JobStatus.RUNNING
             job.started_at = job.started_at or now
             self.started_at = job.started_at
             session.execute(
@@ -162,7 +191,8 @@ class JobRunner:
                 .where(Trial.job_id == self.job_id, Trial.state == TrialState.RUNNING)
                 .values(
                     state=TrialState.FAILED,
-                    error="interrupted: the server stopped while this trial ran",
+                    requeued=True,
+                    error="interrupted: the server stopped while this trial ran; its configuration runs again",
                     finished_at=now,
                 )
             )
@@ -174,15 +204,17 @@ class JobRunner:
                 session, kind="transform", name=transform, code=module_source(transform_module(transform))
             ).source_id
         with self.store.read() as session:
-            trials = session.scalars(
-                select(Trial).where(Trial.job_id == self.job_id).order_by(Trial.number)
-            ).all()
+            trials = session.scalars(select(Trial).where(Trial.job_id == self.job_id).order_by(Trial.number)).all()
+            hidden_from = len(trials) - self.parallelism + 1 if self.reproducible else len(trials)
             for trial in trials:
-                self._replay(trial)
-        # architectures the job asked to evaluate first, Optuna's enqueue_trial; after a restart
-        # only those not yet asked
-        for encoding in self.spec.strategy.initial_architectures[self.asked :]:
-            self.study.enqueue_trial(self.space.encode_params(encoding), skip_if_exists=False)
+                self._replay(trial, hidden=trial.number >= hidden_from)
+            retried = {t.retry_of_trial_id for t in trials if t.retry_of_trial_id is not None}
+            pending_retries = [t for t in trials if t.requeued and t.trial_id not in retried]
+            initial_asked = sum(1 for t in trials if t.origin == "initial")
+        for trial in pending_retries:
+            self.study.enqueue_trial(trial.params, user_attrs={_ORIGIN: "retry", _RETRY_OF: trial.trial_id})
+        for encoding in self.spec.strategy.initial_architectures[initial_asked:]:
+            self.study.enqueue_trial(self.space.encode_params(encoding), user_attrs={_ORIGIN: "initial"})
         self.slots = slots
         self.executor.open_job(
             self.job_id,
@@ -190,27 +222,40 @@ class JobRunner:
             TrialResources(cpus=self.spec.resources.cpus_per_trial, gpus=self.spec.resources.gpus_per_trial),
         )
 
-    def _replay(self, trial: Trial) -> None:
+    def _pruning_value(self, epoch: TrialEpoch | dict[str, Any]) -> float | None:
+        """The per-epoch value the pruner judges: the objective's own metric."""
+        get = epoch.get if isinstance(epoch, dict) else lambda key: getattr(epoch, key)
+        metric = self.spec.objectives[0].metric
+        value = get("val_loss") if metric == "val_loss" else get("val_metric")
+        return None if value is None else float(value)
+
+    def _replay(self, trial: Trial, *, hidden: bool) -> None:
+        """Put a stored trial back into the study; ``hidden`` ones stay untold (reproducible order)."""
         if trial.number != self.asked:
             raise RuntimeError(f"job {self.job_id}: trial numbers in the store are not dense at {trial.number}")
         state = {
             TrialState.COMPLETE: OptunaState.COMPLETE,
             TrialState.PRUNED: OptunaState.PRUNED,
         }.get(trial.state, OptunaState.FAIL)
-        intermediate = {e.epoch: e.val_metric for e in trial.epoch_rows if e.val_metric is not None}
+        values = trial.values if state == OptunaState.COMPLETE else None
+        intermediate = {}
+        if self.pruning:
+            intermediate = {e.epoch: v for e in trial.epoch_rows if (v := self._pruning_value(e)) is not None}
         self.study.add_trial(
             optuna.trial.create_trial(
-                state=state,
+                state=OptunaState.RUNNING if hidden else state,
                 params=trial.params,
                 distributions={k: json_to_distribution(v) for k, v in trial.distributions.items()},
-                values=trial.values if state == OptunaState.COMPLETE else None,
-                intermediate_values=intermediate if len(self.spec.objectives) == 1 else None,
+                values=None if hidden else values,
+                intermediate_values=intermediate or None,
             )
         )
-        self.finished.add(trial.number)
+        if hidden:
+            self.untold[trial.number] = _Told(state, values)
         self.asked += 1
-        if state == OptunaState.COMPLETE and trial.architecture is not None:
-            self.complete_by_dedup.setdefault(trial.architecture.dedup_hash, trial.trial_id)
+        self.requeued += int(trial.requeued)
+        if state == OptunaState.COMPLETE and trial.architecture is not None and trial.duplicate_of_trial_id is None:
+            self.complete_by_dedup.setdefault(trial.architecture.dedup_hash, (trial.trial_id, trial.number))
 
     # ---- the loop's entry points -------------------------------------------------------------
     def advance(self, cancel_requested: bool) -> None:
@@ -222,6 +267,7 @@ class JobRunner:
         limit = self.spec.budget.time_limit_s
         if limit is not None and self.stop_reason is None and utcnow() - self.started_at > timedelta(seconds=limit):
             self._stop("time limit", f"stopped: the job's time_limit_s ({limit:g} s) was reached")
+        self._check_timeouts()
         # bounded, so that a space that only yields duplicates cannot keep the loop from time limits
         for _ in range(_MAX_ASKS_PER_TICK):
             if not (
@@ -250,15 +296,19 @@ class JobRunner:
     # ---- asking ------------------------------------------------------------------------------
     def _budget_spent(self) -> bool:
         max_trials = self.spec.budget.max_trials
-        return max_trials is not None and self.asked >= max_trials
+        return max_trials is not None and self.asked - self.requeued >= max_trials
+
+    @property
+    def _horizon(self) -> int:
+        """Trials numbered below this are the ones the sampler sees when it proposes the next."""
+        return self.asked - self.parallelism + 1 if self.reproducible else self.asked
 
     def _may_ask(self) -> bool:
         if self._budget_spent():
             return False
         if not self.reproducible:
             return True
-        # every trial below the horizon must have finished (those not running have)
-        horizon = self.asked - self.parallelism + 1
+        horizon = self._horizon
         if any(r.number < horizon for r in self.running.values()):
             return False
         self._tell_until(horizon)
@@ -271,66 +321,45 @@ class JobRunner:
             self.study.tell(number, values=told.values, state=told.state, skip_if_finished=True)
 
     def _record_outcome(self, number: int, state: OptunaState, values: list[float] | None) -> None:
-        self.finished.add(number)
         if self.reproducible:
             self.untold[number] = _Told(state, values)
         else:
             self.study.tell(number, values=values, state=state, skip_if_finished=True)
 
+    def _original_of(self, dedup: str) -> int | None:
+        """A complete trial computing the same function, among those the sampler has seen."""
+        found = self.complete_by_dedup.get(dedup)
+        if found is None or (self.reproducible and found[1] >= self._horizon):
+            return None
+        return found[0]
+
     def _launch(self) -> None:
         if self._unsaved is None:
             trial = self.study.ask()
-            self._unsaved = (trial, self.space.sample(trial))
-        trial, encoding = self._unsaved
+            self._unsaved = _Unsaved(trial, self.space.sample(trial))
+        unsaved = self._unsaved
+        trial, encoding = unsaved.trial, unsaved.encoding
         if trial.number != self.asked:
             raise RuntimeError(f"job {self.job_id}: the study numbered trial {self.asked} as {trial.number}")
-        distributions = {k: distribution_to_json(v) for k, v in trial.distributions.items()}
         prm = self._prm()
         dedup = dedup_hash(self.space, encoding, self.in_shape, self.out_shape)
-        duplicate_id = self.complete_by_dedup.get(dedup)
+        duplicate_id = self._original_of(dedup)
         now = utcnow()
-        # if the write fails, nothing is stored and ``_unsaved`` keeps the trial for the next try,
-        # so the numbers in the store stay dense (the study is replayed from them on restart)
+        # If the write fails, nothing is stored and ``_unsaved`` keeps the trial for the next try,
+        # so the numbers in the store stay dense (the study is replayed from them on restart). A
+        # commit whose answer was lost may have landed: then the row is already there.
+        retrying, unsaved.attempted = unsaved.attempted, True
         with self.store.write() as session:
-            architecture = get_or_create_architecture(
-                session,
-                search_space=self.space.kind,
-                space_params=self.space.params_dict(),
-                encoding=encoding,
-                arch_hash=arch_hash(self.space, encoding, self.in_shape, self.out_shape),
-                dedup_hash=dedup,
-                in_shape=self.in_shape,
-                out_shape=self.out_shape,
-                nn_name=self.space.nn_name(encoding),
-                nn_code=self.space.nn_code(encoding),
-            )
-            row = Trial(
-                job_id=self.job_id,
-                number=trial.number,
-                architecture_id=architecture.architecture_id,
-                state=TrialState.RUNNING,
-                params=dict(trial.params),
-                distributions=distributions,
-                prm=prm,
-                seed=self.spec.training_seed,
-                epochs=self.spec.budget.epochs,
-                metric_source_id=self.metric_source_id,
-                transform_source_id=self.transform_source_id,
-                started_at=now,
-                heartbeat_at=now,
-            )
-            if duplicate_id is not None:
-                original = session.get(Trial, duplicate_id)
-                assert original is not None
-                row.state = TrialState.COMPLETE
-                row.duplicate_of_trial_id = duplicate_id
-                for name in ("values", "val_metric", "test_metric", "loss", "train_seconds", "split", "worker"):
-                    setattr(row, name, getattr(original, name))
-                row.finished_at = now
-            session.add(row)
-            session.flush()
-            trial_id, nn_code, nn_name = row.trial_id, architecture.nn_code, architecture.nn_name
-            values = row.values
+            row = None
+            if retrying:
+                row = session.scalars(
+                    select(Trial).where(Trial.job_id == self.job_id, Trial.number == trial.number)
+                ).first()
+            if row is None:
+                row = self._new_row(session, trial, encoding, dedup, prm, duplicate_id, now)
+            trial_id, values = row.trial_id, row.values
+            nn_code, nn_name = row.architecture.nn_code, row.architecture.nn_name  # type: ignore[union-attr]
+            duplicate_id = row.duplicate_of_trial_id
         self._unsaved = None
         self.asked += 1
         if duplicate_id is not None:
@@ -357,6 +386,58 @@ class JobRunner:
         )
         self.running[trial_id] = _Running(trial_id=trial_id, number=trial.number, optuna_trial=trial)
         self.executor.start_trial(self.job_id, payload)
+
+    def _new_row(
+        self,
+        session: Any,
+        trial: optuna.Trial,
+        encoding: str,
+        dedup: str,
+        prm: dict[str, Any],
+        duplicate_id: int | None,
+        now: datetime,
+    ) -> Trial:
+        architecture = get_or_create_architecture(
+            session,
+            search_space=self.space.kind,
+            space_params=self.space.params_dict(),
+            encoding=encoding,
+            arch_hash=arch_hash(self.space, encoding, self.in_shape, self.out_shape),
+            dedup_hash=dedup,
+            in_shape=self.in_shape,
+            out_shape=self.out_shape,
+            nn_name=self.space.nn_name(encoding),
+            nn_code=self.space.nn_code(encoding),
+        )
+        row = Trial(
+            job_id=self.job_id,
+            number=trial.number,
+            architecture_id=architecture.architecture_id,
+            state=TrialState.RUNNING,
+            params=dict(trial.params),
+            distributions={k: distribution_to_json(v) for k, v in trial.distributions.items()},
+            prm=prm,
+            seed=self.spec.training_seed,
+            epochs=self.spec.budget.epochs,
+            origin=trial.user_attrs.get(_ORIGIN, "sampler"),
+            retry_of_trial_id=trial.user_attrs.get(_RETRY_OF),
+            metric_source_id=self.metric_source_id,
+            transform_source_id=self.transform_source_id,
+            started_at=now,
+            heartbeat_at=now,
+        )
+        row.architecture = architecture
+        if duplicate_id is not None:
+            original = session.get(Trial, duplicate_id)
+            assert original is not None
+            row.state = TrialState.COMPLETE
+            row.duplicate_of_trial_id = duplicate_id
+            for name in ("values", "val_metric", "test_metric", "loss", "train_seconds", "split", "worker"):
+                setattr(row, name, getattr(original, name))
+            row.finished_at = now
+        session.add(row)
+        session.flush()
+        return row
 
     def _prm(self) -> dict[str, Any]:
         t = self.spec.training
@@ -408,12 +489,15 @@ class JobRunner:
                 )
             )
         running.last_epoch = data
-        if len(self.spec.objectives) == 1 and self.spec.strategy.pruner != "none":
-            running.optuna_trial.report(float(data["val_metric"]), epoch)
+        if self.pruning:
+            value = self._pruning_value(data)
+            if value is not None:
+                running.optuna_trial.report(value, epoch)
             if epoch < self.spec.budget.epochs and running.optuna_trial.should_prune():
                 self._end_trial(running, TrialState.PRUNED, error=None)
                 self.executor.release(running.trial_id)
                 return
+        running.call_started = time.monotonic()
         if epoch < self.spec.budget.epochs:
             self.executor.train_epoch(running.trial_id)
         else:
@@ -441,7 +525,7 @@ class JobRunner:
         self.running.pop(running.trial_id, None)
         self.executor.release(running.trial_id)
         if dedup is not None:
-            self.complete_by_dedup.setdefault(dedup, running.trial_id)
+            self.complete_by_dedup.setdefault(dedup, (running.trial_id, running.number))
         self._record_outcome(running.number, OptunaState.COMPLETE, values)
 
     def _on_error(self, running: _Running, event: ExecutorEvent) -> None:
@@ -465,6 +549,20 @@ class JobRunner:
         )
 
     # ---- stopping ----------------------------------------------------------------------------
+    def _check_timeouts(self) -> None:
+        limit = self.spec.budget.epoch_timeout_s
+        if limit is None:
+            return
+        now = time.monotonic()
+        for running in list(self.running.values()):
+            if now - running.call_started > limit:
+                self._end_trial(
+                    running,
+                    TrialState.FAILED,
+                    error=f"EpochTimeout: a step of this trial took longer than budget.epoch_timeout_s ({limit:g} s)",
+                )
+                self.executor.abort(running.trial_id)
+
     def _stop(self, reason: str, message: str) -> None:
         """Stop asking; stop running trials now (their finished epochs stay in the store).
 
@@ -507,7 +605,10 @@ class JobRunner:
 
 
 class JobManager:
-    """Owns the executor and the runners; one thread, started and stopped with the API."""
+    """Owns the executor and the runners; one thread, started and stopped with the API.
+
+    ``tick()`` is one round of work; the thread calls it in a loop (tests may call it directly).
+    """
 
     def __init__(self, store: Store, executor: Executor, settings: Settings, *, max_running_jobs: int = 4) -> None:
         self.store = store
@@ -517,9 +618,9 @@ class JobManager:
         self.runners: dict[int, JobRunner] = {}
         self._stop = threading.Event()
         self._wake = threading.Event()
-        #: events whose handling failed on a store error; handled again before new ones
-        self._retry: list[ExecutorEvent] = []
         self._thread: threading.Thread | None = None
+        #: events whose handling failed on a store outage; handled again before new ones
+        self._retry: list[ExecutorEvent] = []
         self.state = "starting"
         self.error: str | None = None
 
@@ -550,19 +651,29 @@ class JobManager:
 
     # ---- the thread --------------------------------------------------------------------------
     def _main(self) -> None:
-        try:
-            self.executor.connect()
-        except ExecutorError as error:
-            self.state, self.error = "error", str(error)
-            log.error("%s", error)
+        while not self._stop.is_set():
+            try:
+                self.executor.connect()
+                break
+            except ExecutorError as error:
+                self.state, self.error = "error", str(error)
+                log.error("%s; trying again in 5 s", error)
+                self._stop.wait(5.0)
+        else:
             return
-        self.state = "ok"
+        self.state, self.error = "ok", None
         try:
             while not self._stop.is_set():
                 try:
                     self.tick()
-                except StoreError as error:
+                    self.error = None
+                except StoreUnavailableError as error:
+                    self.error = str(error)
                     log.warning("store unavailable, retrying: %s", error)
+                    self._stop.wait(1.0)
+                except Exception as error:  # a bug or an executor outage must not end the thread
+                    self.error = f"{type(error).__name__}: {error}"
+                    log.exception("job manager tick failed; continuing")
                     self._stop.wait(1.0)
         finally:
             for runner in self.runners.values():
@@ -571,45 +682,52 @@ class JobManager:
             self.state = "stopped"
 
     def tick(self) -> None:
+        """One round: start jobs, handle the workers' reports, then apply cancels and limits and
+        start new trials. Reports come first, so a cancel never discards a result already in."""
         self._adopt()
-        cancels = self._cancel_requests()
-        for job_id, runner in list(self.runners.items()):
-            self._guard(runner, runner.advance, cancels.get(job_id, False))
-            if runner.done:
-                del self.runners[job_id]
-        busy = any(runner.running for runner in self.runners.values())
-        if busy:
-            events, self._retry = self._retry + self.executor.poll(self.settings.poll_interval_s), []
-            for index, event in enumerate(events):
-                runner = next((r for r in self.runners.values() if event.trial_id in r.running), None)
-                if runner is None:
-                    continue
-                try:
-                    self._guard(runner, runner.on_event, event)
-                except StoreError:
-                    # handlers write before they change any state: the event can simply be
-                    # handled again once the store answers
-                    self._retry = events[index:]
-                    raise
+        if any(runner.running for runner in self.runners.values()):
+            self._handle_events(self.executor.poll(self.settings.poll_interval_s))
+        elif self._retry:
+            self._handle_events([])
         else:
             self._wake.wait(self.settings.poll_interval_s)
             self._wake.clear()
+        cancels = self._cancel_requests()
+        for job_id, runner in list(self.runners.items()):
+            if not runner.done:
+                self._guard(runner, runner.advance, cancels.get(job_id, False))
+            if runner.done:
+                del self.runners[job_id]
+
+    def _handle_events(self, events: list[ExecutorEvent]) -> None:
+        events, self._retry = self._retry + events, []
+        for index, event in enumerate(events):
+            runner = next((r for r in self.runners.values() if not r.done and event.trial_id in r.running), None)
+            if runner is None:
+                continue
+            try:
+                self._guard(runner, runner.on_event, event)
+            except StoreUnavailableError:
+                # handlers write before they change any state: handle it again once the store answers
+                self._retry = events[index:]
+                raise
 
     def _guard(self, runner: JobRunner, method: Any, *args: Any) -> None:
-        """Run a runner step; a bug in one job fails that job, never the manager."""
+        """Run a runner step; a bug or a permanent store error fails that job, never the manager."""
         try:
             method(*args)
-        except StoreError:
+        except StoreUnavailableError:
             raise
         except Exception as error:
             log.exception("job %s failed in the manager", runner.job_id)
             try:
-                for running in list(runner.running.values()):
-                    self.executor.abort(running.trial_id)
-                self._fail_job(runner.job_id, error)
+                for trial_id in list(runner.running):
+                    self.executor.abort(trial_id)
             finally:
+                runner.running.clear()
                 runner.done = True
                 self.executor.close_job(runner.job_id)
+            self._fail_job(runner.job_id, error)
 
     def _fail_job(self, job_id: int, error: Exception) -> None:
         message = str(error) if isinstance(error, ExecutorError) else f"internal error: {error!r}"
@@ -617,12 +735,21 @@ class JobManager:
             session.execute(
                 update(Trial)
                 .where(Trial.job_id == job_id, Trial.state == TrialState.RUNNING)
-                .values(state=TrialState.FAILED, error=f"job failed: {error}", finished_at=utcnow())
+                .values(state=TrialState.FAILED, error=f"job failed: {message}", finished_at=utcnow())
             )
             session.execute(
                 update(Job)
-                .where(Job.job_id == job_id)
+                .where(Job.job_id == job_id, Job.status.in_(JobStatus.ACTIVE))
                 .values(status=JobStatus.FAILED, error=message, finished_at=utcnow())
+            )
+
+    def _note(self, job_id: int, note: str) -> None:
+        """Tell a waiting job's readers why it waits (the job's ``error`` field while queued)."""
+        with self.store.write() as session:
+            session.execute(
+                update(Job)
+                .where(Job.job_id == job_id, Job.status == JobStatus.QUEUED, Job.error.is_distinct_from(note))
+                .values(error=note, updated_at=utcnow())
             )
 
     def _adopt(self) -> None:
@@ -642,28 +769,31 @@ class JobManager:
         if not job_ids:
             return
         total = self.executor.capacity()
+        nodes = self.executor.node_resources()
         free = dict(total)
         for runner in self.runners.values():
             for name, need in runner.demand.items():
-                if name in free:
-                    free[name] -= need * runner.slots
+                free[name] = free.get(name, 0.0) - need * runner.slots
         for job_id in job_ids:
             try:
                 runner = JobRunner(job_id, self.store, self.executor, self.settings)
-            except StoreError:
+            except StoreUnavailableError:
                 raise
             except Exception as error:  # e.g. a stored spec this version can no longer read
                 log.exception("job %s cannot be run", job_id)
                 self._fail_job(job_id, error)
                 continue
-            if total and runner.slots_within(total) == 0:
+            if total and not any(runner.slots_within(node) for node in nodes):
                 needs = ", ".join(f"{v:g} {k}" for k, v in runner.demand.items() if v > 0)
-                have = ", ".join(f"{v:g} {k}" for k, v in total.items())
-                self._fail_job(job_id, ExecutorError(
-                    f"one trial needs {needs} but the whole cluster has {have}; lower "
-                    "resources.cpus_per_trial / gpus_per_trial or add nodes"
-                ))
-                continue
+                have = "; ".join(", ".join(f"{v:g} {k}" for k, v in node.items()) for node in nodes) or "no nodes"
+                message = f"one trial needs {needs} but no Ray node has that (nodes: {have})"
+                if not self.executor.elastic:
+                    self._fail_job(job_id, ExecutorError(
+                        f"{message}; lower resources.cpus_per_trial / gpus_per_trial"
+                    ))
+                    continue
+                self._note(job_id, f"waiting: {message}; the job starts when such a node joins")
+                break
             slots = runner.slots_within(free) if total else runner.parallelism
             if slots == 0:
                 break  # wait for running jobs to free workers; keep the queue's order
@@ -671,8 +801,7 @@ class JobManager:
             if not runner.done:
                 self.runners[job_id] = runner
                 for name, need in runner.demand.items():
-                    if name in free:
-                        free[name] -= need * slots
+                    free[name] = free.get(name, 0.0) - need * slots
                 log.info("job %s started with %s slot(s)", job_id, slots)
 
     def _cancel_requests(self) -> dict[int, bool]:
@@ -683,13 +812,3 @@ class JobManager:
                 select(Job.job_id, Job.cancel_requested).where(Job.job_id.in_(list(self.runners)))
             ).all()
         return {job_id: bool(flag) for job_id, flag in rows}
-
-
-def wait_for(predicate: Any, timeout: float, interval: float = 0.1) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` seconds pass (used by the CLI and tests)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())

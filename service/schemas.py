@@ -9,11 +9,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from search_spaces import SearchSpaceError, search_space_class, search_space_kinds
-from search_spaces.datasets import dataset_names, get_dataset
+from search_spaces import SearchSpace, SearchSpaceError, search_space_class, search_space_kinds
+from search_spaces.datasets import dataset_names, get_dataset, split_sizes
 from search_spaces.metrics import METRICS
+from search_spaces.transforms import TRANSFORMS
 
 __all__ = [
     "SAMPLERS",
@@ -45,7 +46,8 @@ PRUNERS = ("none", "median", "successive_halving", "hyperband")
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # JSON allows 1e400 (infinity); no field of a job means anything infinite or NaN
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _choices(values: list[str] | tuple[str, ...]) -> str:
@@ -77,6 +79,9 @@ class SearchSpaceSpec(_Body):
         self.params = validated.model_dump(mode="json")
         return self
 
+    def build(self) -> SearchSpace:
+        return search_space_class(self.kind)(self.params)
+
 
 class ObjectiveSpec(_Body):
     metric: str = Field(description="a metric of the trial, e.g. val_accuracy, params, train_seconds")
@@ -95,7 +100,7 @@ class StrategySpec(_Body):
     reproducible: bool = Field(
         True,
         description=(
-            "ask trial k only once trials 0..k-parallelism-1 have finished, so the same job and seed "
+            "ask trial k only once trials 0..k-parallelism have finished, so the same job and seed "
             "sample the same architectures whatever the timing; false asks as soon as a slot frees"
         ),
     )
@@ -108,8 +113,11 @@ class ConstraintsSpec(_Body):
 class BudgetSpec(_Body):
     max_trials: int | None = Field(None, gt=0, le=1_000_000)
     epochs: int = Field(3, gt=0, le=10_000)
-    time_limit_s: float | None = Field(None, gt=0)
+    time_limit_s: float | None = Field(None, gt=0, le=365 * 86400)
     parallelism: int = Field(1, gt=0, le=1024)
+    epoch_timeout_s: float | None = Field(
+        None, gt=0, le=7 * 86400, description="a trial whose step (setup + epoch, or one epoch) takes longer fails"
+    )
 
     @model_validator(mode="after")
     def _bounded(self) -> BudgetSpec:
@@ -135,8 +143,6 @@ class TrainingSpec(_Body):
     @field_validator("transform")
     @classmethod
     def _known_transform(cls, name: str) -> str:
-        from search_spaces.transforms import TRANSFORMS
-
         if name not in TRANSFORMS:
             raise ValueError(f"unknown transform {name!r}; allowed: {_choices(TRANSFORMS)}")
         return name
@@ -149,12 +155,24 @@ class TrainingSpec(_Body):
         return split
 
 
+def _ray_quantity(value: float) -> float:
+    # Ray counts resources in units of 1e-4; finer requests fail when the worker is created
+    if abs(value * 10_000 - round(value * 10_000)) > 1e-6:
+        raise ValueError(f"must be a multiple of 0.0001 (Ray's resource unit), got {value}")
+    return value
+
+
 class ResourcesSpec(_Body):
     cpus_per_trial: float = Field(1.0, gt=0, le=1024)
     gpus_per_trial: float = Field(0.0, ge=0, le=64)
     memory_mb_per_trial: int | None = Field(
-        None, gt=0, description="cap on the memory a trial may allocate; past it the trial fails with out-of-memory"
+        None,
+        gt=0,
+        le=1_048_576,
+        description="cap on the memory a trial may allocate; past it the trial fails with out-of-memory",
     )
+
+    _quantities = field_validator("cpus_per_trial", "gpus_per_trial")(_ray_quantity)
 
 
 def objective_metrics(dataset: str) -> list[str]:
@@ -164,7 +182,7 @@ def objective_metrics(dataset: str) -> list[str]:
 
 
 class JobCreate(_Body):
-    """The job body of DESIGN.md."""
+    """The job body of DESIGN.md. Cross-field checks sit on the later field, so a 422 names it."""
 
     name: str | None = Field(None, max_length=200)
     search_space: SearchSpaceSpec
@@ -173,49 +191,83 @@ class JobCreate(_Body):
         default_factory=lambda: [ObjectiveSpec(metric="val_accuracy", direction="maximize")],
         min_length=1,
         max_length=4,
+        validate_default=True,
     )
-    strategy: StrategySpec = Field(default_factory=StrategySpec)
+    strategy: StrategySpec = Field(default_factory=StrategySpec, validate_default=True)
     constraints: ConstraintsSpec = Field(default_factory=ConstraintsSpec)
     budget: BudgetSpec
-    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec, validate_default=True)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
 
     @field_validator("dataset")
     @classmethod
-    def _known_dataset(cls, name: str) -> str:
+    def _known_dataset(cls, name: str, info: ValidationInfo) -> str:
         if name not in dataset_names():
             raise ValueError(f"unknown dataset {name!r}; allowed: {_choices(dataset_names())}")
+        space = info.data.get("search_space")
+        if space is not None:
+            try:
+                space.build().check_dataset(get_dataset(name).info)
+            except SearchSpaceError as error:
+                raise ValueError(str(error)) from None
         return name
 
-    @model_validator(mode="after")
-    def _consistent(self) -> JobCreate:
-        info = get_dataset(self.dataset).info
-        space = search_space_class(self.search_space.kind)(self.search_space.params)
-        try:
-            space.check_dataset(info)
-        except SearchSpaceError as error:
-            raise ValueError(f"dataset: {error}") from None
-        allowed = objective_metrics(self.dataset)
-        for i, objective in enumerate(self.objectives):
-            if objective.metric not in allowed:
-                raise ValueError(
-                    f"objectives[{i}].metric: unknown metric {objective.metric!r} for dataset "
-                    f"{self.dataset!r}; allowed: {_choices(allowed)}"
-                )
-        canonical = []
-        for i, encoding in enumerate(self.strategy.initial_architectures):
-            try:
-                canonical.append(space.canonical(encoding))
-            except SearchSpaceError as error:
-                raise ValueError(f"strategy.initial_architectures[{i}]: {error}") from None
-        self.strategy.initial_architectures = canonical
-        metrics = [o.metric for o in self.objectives]
+    @field_validator("objectives")
+    @classmethod
+    def _known_metrics(cls, objectives: list[ObjectiveSpec], info: ValidationInfo) -> list[ObjectiveSpec]:
+        metrics = [o.metric for o in objectives]
         if len(set(metrics)) != len(metrics):
-            raise ValueError(f"objectives: each metric may appear once, got {metrics}")
-        if len(self.objectives) > 1 and self.strategy.pruner != "none":
-            raise ValueError(
-                "strategy.pruner: pruning of multi-objective jobs is not available yet; use \"none\""
-            )
+            raise ValueError(f"each metric may appear once, got {metrics}")
+        dataset = info.data.get("dataset")
+        if dataset is not None:
+            allowed = objective_metrics(dataset)
+            for i, objective in enumerate(objectives):
+                if objective.metric not in allowed:
+                    raise ValueError(
+                        f"objectives[{i}].metric: unknown metric {objective.metric!r} for dataset "
+                        f"{dataset!r}; allowed: {_choices(allowed)}"
+                    )
+        return objectives
+
+    @field_validator("strategy")
+    @classmethod
+    def _strategy_fits(cls, strategy: StrategySpec, info: ValidationInfo) -> StrategySpec:
+        objectives = info.data.get("objectives")
+        if strategy.pruner != "none" and objectives is not None:
+            prunable = [m for m in ("val_loss", *[f"val_{n}" for n, _ in METRICS.values()])]
+            if len(objectives) > 1:
+                raise ValueError("pruner: multi-objective jobs cannot be pruned yet; use \"none\"")
+            if objectives[0].metric not in prunable:
+                raise ValueError(
+                    f"pruner: the objective {objectives[0].metric!r} has no per-epoch curve to prune on; "
+                    f"prune only jobs whose objective is one of {_choices(prunable)}, or use \"none\""
+                )
+        spec = info.data.get("search_space")
+        if spec is not None and strategy.initial_architectures:
+            space = spec.build()
+            canonical = []
+            for i, encoding in enumerate(strategy.initial_architectures):
+                try:
+                    canonical.append(space.canonical(encoding))
+                except SearchSpaceError as error:
+                    raise ValueError(f"initial_architectures[{i}]: {error}") from None
+            strategy.initial_architectures = canonical
+        return strategy
+
+    @field_validator("training")
+    @classmethod
+    def _split_fits(cls, training: TrainingSpec, info: ValidationInfo) -> TrainingSpec:
+        dataset = info.data.get("dataset")
+        size = get_dataset(dataset).info.num_samples if dataset is not None else None
+        if size is not None:
+            try:
+                split_sizes(size, training.split)
+            except ValueError as error:
+                raise ValueError(f"split: {error} (dataset {dataset!r})") from None
+        return training
+
+    @model_validator(mode="after")
+    def _default_name(self) -> JobCreate:
         if self.name is None:
             self.name = f"{self.search_space.kind}-{self.dataset}"
         return self
@@ -262,6 +314,9 @@ class TrialPublic(BaseModel):
     seed: int
     split: dict[str, Any] | None
     duplicate_of: int | None
+    origin: str = Field(description="sampler, initial (the job's list) or retry")
+    retry_of: int | None = Field(description="for a retry: the interrupted trial it runs again")
+    requeued: bool = Field(description="interrupted; its configuration was handed to a retry")
     worker: str | None
     error: str | None
     created_at: datetime

@@ -81,9 +81,16 @@ class Executor(ABC):
     @abstractmethod
     def poll(self, timeout: float) -> list[ExecutorEvent]: ...
 
+    #: whether nodes may join later (an external cluster); a job no node can run then waits
+    elastic: bool = False
+
     def capacity(self) -> dict[str, float]:
         """Total resources trials can use (``CPU``, ``GPU``); empty when unknown (no limit)."""
         return {}
+
+    def node_resources(self) -> list[dict[str, float]]:
+        """Resources of each node (a trial must fit on one); empty when unknown."""
+        return []
 
     def status(self) -> dict[str, Any]:
         return {}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError, TaskCancelledError
+from ray.exceptions import RayActorError, RayTaskError, TaskCancelledError
 
 from .executor import Executor, ExecutorError, ExecutorEvent, TrialResources
 from .protocol import CLEAN_ERRORS, TrialError, TrialPayload
@@ -128,10 +128,23 @@ class RayExecutor(Executor):
             ray.shutdown()
             self._started = False
 
+    @property
+    def elastic(self) -> bool:  # type: ignore[override]
+        """A cluster Cellar joined may grow; the local Ray it started does not."""
+        return bool(self.address)
+
     def capacity(self) -> dict[str, float]:
         self._require_started()
         resources = ray.cluster_resources()
         return {"CPU": float(resources.get("CPU", 0.0)), "GPU": float(resources.get("GPU", 0.0))}
+
+    def node_resources(self) -> list[dict[str, float]]:
+        self._require_started()
+        return [
+            {"CPU": float(node["Resources"].get("CPU", 0.0)), "GPU": float(node["Resources"].get("GPU", 0.0))}
+            for node in ray.nodes()
+            if node.get("Alive")
+        ]
 
     def status(self) -> dict[str, Any]:
         if not self._started:
@@ -274,8 +287,16 @@ class RayExecutor(Executor):
                 traceback=_trim(str(error)),
                 worker_lost=True,
             )
-        except GetTimeoutError as error:  # pragma: no cover - ray.wait said it was ready
-            return ExecutorEvent(trial_id, "error", error=f"GetTimeoutError: {error}", error_type="GetTimeoutError")
+        except Exception as error:  # lost objects, dead nodes, unschedulable actors, ...
+            # whatever it is, the worker cannot be trusted with the next trial: it is replaced
+            return ExecutorEvent(
+                trial_id,
+                "error",
+                error=f"{type(error).__name__}: the cluster could not run this trial's step",
+                error_type=type(error).__name__,
+                traceback=_trim(str(error)),
+                worker_lost=True,
+            )
         return ExecutorEvent(trial_id, "setup" if call == "setup" else call, data=data)  # type: ignore[arg-type]
 
     def _after_error(self, trial_id: int, event: ExecutorEvent) -> None:

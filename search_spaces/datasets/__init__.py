@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._registry import LazyRegistry
-from ._base import ArrayData, Dataset, DatasetInfo, Split, seeded_split
+from ._base import ArrayData, Dataset, DatasetInfo, Split, seeded_split, split_sizes
 
 __all__ = [
     "ArrayData",
@@ -13,6 +13,7 @@ __all__ = [
     "dataset_names",
     "get_dataset",
     "seeded_split",
+    "split_sizes",
 ]
 
 _DATASETS: LazyRegistry[type[Dataset]] = LazyRegistry(

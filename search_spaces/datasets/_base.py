@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import numpy as np
 
-__all__ = ["ArrayData", "Dataset", "DatasetInfo", "Split", "seeded_split"]
+__all__ = ["ArrayData", "Dataset", "DatasetInfo", "Split", "seeded_split", "split_sizes"]
 
 
 @dataclass(frozen=True)
@@ -102,18 +102,28 @@ class Split:
         }
 
 
+def split_sizes(num_samples: int, fractions: tuple[float, float, float]) -> tuple[int, int, int]:
+    """Sizes of the train, validation and test parts; each must hold at least one sample."""
+    if abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) <= 0:
+        raise ValueError(f"split fractions must be positive and sum to 1, got {list(fractions)}")
+    n_train = int(round(fractions[0] * num_samples))
+    n_val = int(round(fractions[1] * num_samples))
+    sizes = (n_train, n_val, num_samples - n_train - n_val)
+    for part, size in zip(("train", "validation", "test"), sizes):
+        if size < 1:
+            raise ValueError(
+                f"split fractions {list(fractions)} leave the {part} part of {num_samples} samples empty; "
+                "each part needs at least one sample"
+            )
+    return sizes
+
+
 def seeded_split(
     num_samples: int, seed: int, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
 ) -> Split:
     """Shuffle ``range(num_samples)`` with ``seed`` and cut it by ``fractions`` (train, val, test)."""
-    if num_samples < 3:
-        raise ValueError(f"need at least 3 samples to split, got {num_samples}")
-    if abs(sum(fractions) - 1.0) > 1e-9 or min(fractions) <= 0:
-        raise ValueError(f"split fractions must be positive and sum to 1, got {fractions}")
+    n_train, n_val, _ = split_sizes(num_samples, fractions)
     order = np.random.Generator(np.random.PCG64(seed)).permutation(num_samples)
-    n_train = max(1, int(round(fractions[0] * num_samples)))
-    n_val = max(1, int(round(fractions[1] * num_samples)))
-    n_val = min(n_val, num_samples - n_train - 1)
     return Split(
         seed=seed,
         fractions=fractions,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -25,6 +26,17 @@ log = logging.getLogger("cellar")
 
 def _location(loc: tuple[object, ...] | list[object]) -> str:
     return ".".join(str(part) for part in loc)
+
+
+def _json_safe(value: object) -> object:
+    """Non-finite floats (a rejected NaN input) as text: JSON has no NaN or Infinity."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def create_app(settings: Settings | None = None, *, executor: object | None = None) -> FastAPI:
@@ -77,7 +89,7 @@ def create_app(settings: Settings | None = None, *, executor: object | None = No
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        detail = jsonable_encoder(error.errors())
+        detail = _json_safe(jsonable_encoder(error.errors()))
         message = "; ".join(f"{_location(e['loc'])}: {e['msg']}" for e in error.errors())
         return JSONResponse({"detail": detail, "message": message}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 

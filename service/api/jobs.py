@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
@@ -69,7 +69,9 @@ def submit_job(body: JobCreate, store: StoreDep, manager: ManagerDep, response: 
 @router.get("/jobs", dependencies=[ReadAccess])
 def list_jobs(
     store: StoreDep,
-    status_: Annotated[str | None, Query(alias="status", description="queued, running, succeeded, failed, cancelled")] = None,
+    status_: Annotated[
+        Literal["queued", "running", "succeeded", "failed", "cancelled"] | None, Query(alias="status")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> JobsPublic:
@@ -90,7 +92,7 @@ def get_job(job_id: int, store: StoreDep) -> JobPublic:
 def list_trials(
     job_id: int,
     store: StoreDep,
-    state: Annotated[str | None, Query(description="running, complete, pruned, failed")] = None,
+    state: Annotated[Literal["running", "complete", "pruned", "failed"] | None, Query()] = None,
 ) -> TrialsPublic:
     with store.read() as session:
         trials = queries.list_trials(session, job_id, state=state)

@@ -60,15 +60,31 @@ def test_a_valid_job_is_queued_with_its_full_spec(client: TestClient) -> None:
         ({"search_space__params__channels": 0}, "body.search_space", "search_space.params.channels: Input should be greater than or equal to 1"),
         ({"search_space__params__depth": 3}, "body.search_space", "search_space.params.depth: Extra inputs are not permitted"),
         ({"strategy__pruner": "magic"}, "body.strategy.pruner", "'none', 'median', 'successive_halving' or 'hyperband'"),
-        ({"objectives": [{"metric": "val_bleu", "direction": "maximize"}]}, "body", "unknown metric 'val_bleu'"),
+        ({"objectives": [{"metric": "val_bleu", "direction": "maximize"}]}, "body.objectives", "unknown metric 'val_bleu'"),
+        (
+            {"strategy__pruner": "median", "objectives": [{"metric": "params", "direction": "minimize"}]},
+            "body.strategy",
+            "the objective 'params' has no per-epoch curve to prune on",
+        ),
+        (
+            {"strategy__pruner": "median", "objectives": [
+                {"metric": "val_accuracy", "direction": "maximize"}, {"metric": "params", "direction": "minimize"}]},
+            "body.strategy",
+            "multi-objective jobs cannot be pruned yet",
+        ),
+        ({"training__split": [0.9996, 0.0002, 0.0002]}, "body.training", "leave the validation part of 1797 samples empty"),
+        ({"training__split": [0.5, 0.5, 0.5]}, "body.training.split", "must be positive and sum to 1"),
+        ({"resources__cpus_per_trial": 0.00001}, "body.resources.cpus_per_trial", "multiple of 0.0001"),
+        ({"resources__memory_mb_per_trial": 10**9}, "body.resources.memory_mb_per_trial", "less than or equal to 1048576"),
+        ({"budget__epoch_timeout_s": 0}, "body.budget.epoch_timeout_s", "greater than 0"),
         ({"training__optimizer": "lbfgs"}, "body.training.optimizer", "'sgd', 'adam' or 'adamw'"),
         ({"training__transform": "norm_299"}, "body.training.transform", "unknown transform 'norm_299'; allowed: 'norm'"),
         ({"resources__cpus_per_trial": 0}, "body.resources.cpus_per_trial", "greater than 0"),
         ({"budgett": {"max_trials": 3}}, "body.budgett", "Extra inputs are not permitted"),
         (
             {"strategy__initial_architectures": ["|none~0|+|none~0|"]},
-            "body",
-            "strategy.initial_architectures[0]: arch string '|none~0|+|none~0|' has 2 node segments",
+            "body.strategy",
+            "initial_architectures[0]: arch string '|none~0|+|none~0|' has 2 node segments",
         ),
     ],
 )
@@ -81,6 +97,29 @@ def test_bad_bodies_get_422_naming_the_field_and_nothing_is_written(
     assert any(".".join(map(str, e["loc"])) == field and fragment in e["msg"] for e in payload["detail"]), payload
     assert field in payload["message"] and fragment in payload["message"]
     assert job_count(client) == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (b'"time_limit_s": 1e400', "body.budget.time_limit_s"),  # valid JSON, parses to infinity
+        (b'"time_limit_s": NaN', "body.budget.time_limit_s"),  # Python's parser accepts NaN
+    ],
+)
+def test_infinite_and_nan_numbers_are_refused(client: TestClient, raw: bytes, field: str) -> None:
+    content = b'{"search_space": {"kind": "nb201"}, "dataset": "digits", "budget": {"max_trials": 2, ' + raw + b"}}"
+    response = client.post("/v1/jobs", content=content, headers={**AUTH, "Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert any(".".join(map(str, e["loc"])) == field and "finite number" in e["msg"] for e in response.json()["detail"])
+    assert job_count(client) == 0
+
+
+def test_list_filters_are_validated(client: TestClient) -> None:
+    response = client.get("/v1/jobs", params={"status": "bogus"})
+    assert response.status_code == 422 and "'queued'" in response.json()["message"]
+    job = client.post("/v1/jobs", json=body(), headers=AUTH).json()
+    assert client.get(f"/v1/jobs/{job['id']}/trials", params={"state": "done"}).status_code == 422
+    assert client.get("/v1/jobs", params={"status": "queued"}).json()["count"] == 1
 
 
 def test_a_body_that_is_not_json_is_a_422(client: TestClient) -> None:

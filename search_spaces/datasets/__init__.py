@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from .._registry import LazyRegistry
-from ._base import ArrayData, Dataset, DatasetInfo, Split, seeded_split, split_sizes
+from ._base import TASKS, ArrayData, Dataset, DatasetInfo, GraphData, GraphSetData, Split, seeded_split, split_sizes
 
 __all__ = [
+    "TASKS",
     "ArrayData",
+    "GraphData",
+    "GraphSetData",
     "Dataset",
     "DatasetInfo",
     "Split",
@@ -16,9 +19,34 @@ __all__ = [
     "split_sizes",
 ]
 
+_BUILTIN = "search_spaces.datasets.builtin"
+_FILES = "search_spaces.datasets.files"
 _DATASETS: LazyRegistry[type[Dataset]] = LazyRegistry(
     "dataset",
-    {"digits": "search_spaces.datasets.builtin:Digits"},
+    {
+        "digits": f"{_BUILTIN}:Digits",
+        "digits32": f"{_BUILTIN}:Digits32",
+        "iris": f"{_BUILTIN}:Iris",
+        "wine": f"{_BUILTIN}:Wine",
+        "breast_cancer": f"{_BUILTIN}:BreastCancer",
+        "kan-exp-sin": f"{_BUILTIN}:KanExpSin",
+        "kan-xy": f"{_BUILTIN}:KanXy",
+        "kan-exp-4d": f"{_BUILTIN}:KanExp4d",
+        "kan-bessel": f"{_BUILTIN}:KanBessel",
+        "karate": f"{_BUILTIN}:Karate",
+        "sbm": f"{_BUILTIN}:StochasticBlockModel",
+        "cifar-10": f"{_FILES}:Cifar10",
+        "cifar-100": f"{_FILES}:Cifar100",
+        "mnist": f"{_FILES}:Mnist",
+        "cora": f"{_FILES}:Cora",
+        "citeseer": f"{_FILES}:CiteSeer",
+        "pubmed": f"{_FILES}:PubMed",
+        "mutag": f"{_FILES}:Mutag",
+        "proteins": f"{_FILES}:Proteins",
+        "enzymes": f"{_FILES}:Enzymes",
+        "imdb-binary": f"{_FILES}:ImdbBinary",
+        "nci1": f"{_FILES}:Nci1",
+    },
 )
 
 

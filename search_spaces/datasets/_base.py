@@ -10,28 +10,65 @@ from typing import ClassVar
 
 import numpy as np
 
-__all__ = ["ArrayData", "Dataset", "DatasetInfo", "Split", "seeded_split", "split_sizes"]
+__all__ = [
+    "TASKS",
+    "ArrayData",
+    "Dataset",
+    "DatasetInfo",
+    "GraphData",
+    "GraphSetData",
+    "Split",
+    "seeded_split",
+    "split_sizes",
+]
+
+
+#: LEMUR-style task names and the kind of data each one comes in
+TASKS: dict[str, str] = {
+    "img-classification": "array",
+    "tab-classification": "array",
+    "regression": "array",
+    "node-classification": "graph",
+    "graph-classification": "graphs",
+}
 
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What a dataset is, known without loading it.
+    """What a dataset is, known without loading it (file datasets: read from their files' headers).
 
     ``task`` and ``metric`` use LEMUR's names (``img-classification``, ``acc``), so rows in the
-    store line up with LEMUR's. ``in_shape`` is one sample's shape, channels first.
+    store line up with LEMUR's. ``in_shape`` is one sample's shape, channels first (for graphs:
+    one node's features); ``out_shape`` the model's output per sample: ``(classes,)`` or, for
+    regression, ``(outputs,)``. ``norm`` is the (mean, std) per channel the ``norm`` transform
+    uses; None means "standardise each feature with the training split's statistics".
     """
 
     name: str
     task: str
     metric: str
     in_shape: tuple[int, ...]
-    num_classes: int
+    out_shape: tuple[int, ...]
     description: str
     num_samples: int | None = None
     source: str = "builtin"
     transform: str = "norm"
-    norm: tuple[tuple[float, ...], tuple[float, ...]] = ((0.0,), (1.0,))
-    metric_direction: str = "maximize"
+    norm: tuple[tuple[float, ...], tuple[float, ...]] | None = ((0.0,), (1.0,))
+
+    @property
+    def kind(self) -> str:
+        """``array`` (samples x features/pixels), ``graph`` (one graph's nodes) or ``graphs``."""
+        return TASKS[self.task]
+
+    @property
+    def num_classes(self) -> int | None:
+        return None if self.task == "regression" else self.out_shape[0]
+
+    @property
+    def metric_direction(self) -> str:
+        from ..metrics import METRICS
+
+        return METRICS[self.metric][1]
 
     def public(self) -> dict[str, object]:
         return {
@@ -40,6 +77,7 @@ class DatasetInfo:
             "metric": self.metric,
             "metric_direction": self.metric_direction,
             "in_shape": list(self.in_shape),
+            "out_shape": list(self.out_shape),
             "num_classes": self.num_classes,
             "num_samples": self.num_samples,
             "source": self.source,
@@ -50,7 +88,7 @@ class DatasetInfo:
 
 @dataclass(frozen=True)
 class ArrayData:
-    """Inputs as float32 ``[N, *in_shape]`` scaled to [0, 1] and integer labels ``[N]``."""
+    """Inputs as float32 ``[N, *in_shape]`` and labels ``[N]`` (int64) or targets ``[N, k]`` (float32)."""
 
     x: np.ndarray
     y: np.ndarray
@@ -58,6 +96,44 @@ class ArrayData:
     def __post_init__(self) -> None:
         if len(self.x) != len(self.y):
             raise ValueError(f"inputs and labels differ in length: {len(self.x)} != {len(self.y)}")
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class GraphData:
+    """One graph whose nodes are the samples: features ``[N, F]``, edges ``[2, E]``, labels ``[N]``."""
+
+    x: np.ndarray
+    edge_index: np.ndarray
+    y: np.ndarray
+
+    def __post_init__(self) -> None:
+        if len(self.x) != len(self.y):
+            raise ValueError(f"{len(self.x)} nodes but {len(self.y)} labels")
+        if self.edge_index.ndim != 2 or self.edge_index.shape[0] != 2:
+            raise ValueError(f"edge_index must be [2, E], got {list(self.edge_index.shape)}")
+        if self.edge_index.size and (self.edge_index.min() < 0 or self.edge_index.max() >= len(self.x)):
+            raise ValueError("edge_index refers to nodes that do not exist")
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class GraphSetData:
+    """Graphs that are the samples: per graph (features ``[n, F]``, edges ``[2, e]``), labels ``[G]``."""
+
+    graphs: list[tuple[np.ndarray, np.ndarray]]
+    y: np.ndarray
+
+    def __post_init__(self) -> None:
+        if len(self.graphs) != len(self.y):
+            raise ValueError(f"{len(self.graphs)} graphs but {len(self.y)} labels")
+
+    def __len__(self) -> int:
+        return len(self.y)
 
 
 class Dataset(ABC):
@@ -68,8 +144,12 @@ class Dataset(ABC):
     def check_available(self, data_dir: Path | None) -> None:  # noqa: B027 - built-ins always are
         """Raise ``DatasetUnavailableError`` naming where the files belong; built-ins always pass."""
 
+    def describe(self, data_dir: Path | None) -> DatasetInfo:
+        """The dataset's facts; file datasets read their shapes from the files."""
+        return self.info
+
     @abstractmethod
-    def load(self, data_dir: Path | None) -> ArrayData:
+    def load(self, data_dir: Path | None) -> ArrayData | GraphData | GraphSetData:
         """Read the whole dataset into memory."""
 
 

@@ -9,7 +9,7 @@ from ..errors import UnknownChoiceError
 __all__ = ["METRICS", "metric_module"]
 
 #: LEMUR name -> (Cellar's name in trial fields, direction)
-METRICS: dict[str, tuple[str, str]] = {"acc": ("accuracy", "maximize")}
+METRICS: dict[str, tuple[str, str]] = {"acc": ("accuracy", "maximize"), "rmse": ("rmse", "minimize")}
 
 
 def metric_module(name: str) -> str:

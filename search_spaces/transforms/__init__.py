@@ -10,7 +10,7 @@ from ..errors import UnknownChoiceError
 
 __all__ = ["TRANSFORMS", "transform_module"]
 
-TRANSFORMS: tuple[str, ...] = ("norm",)
+TRANSFORMS: tuple[str, ...] = ("echo", "norm")
 
 
 def transform_module(name: str) -> str:

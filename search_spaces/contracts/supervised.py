@@ -9,9 +9,11 @@ def supported_hyperparameters():
     return {"lr", "momentum", "weight_decay"}
 
 
-class ClassifierTraining:
-    """LEMUR's ``train_setup``/``learn`` for classification with cross-entropy.
+class SupervisedTraining:
+    """LEMUR's ``train_setup``/``learn`` for supervised tasks.
 
+    Integer labels are classes (cross-entropy; label -100 is ignored, which masks nodes outside the
+    training split of a graph); floating-point targets are regressed (mean squared error).
     ``prm`` keys: ``lr``, ``momentum``, ``weight_decay``; optional ``optimizer`` (sgd, adam,
     adamw; default sgd), ``nesterov`` (default true), ``scheduler`` (cosine or constant; default
     cosine over ``epoch`` epochs, as NAS-Bench-201 trains).
@@ -47,7 +49,11 @@ class ClassifierTraining:
         for inputs, labels in train_data:
             inputs, labels = inputs.to(self.device), labels.to(self.device)
             self.optimizer.zero_grad()
-            loss = self.criteria[0](self(inputs), labels)
+            outputs = self(inputs)
+            if labels.is_floating_point():
+                loss = nn.functional.mse_loss(outputs, labels.view_as(outputs))
+            else:
+                loss = self.criteria[0](outputs, labels)
             loss.backward()
             self.optimizer.step()
             total += loss.item() * len(labels)

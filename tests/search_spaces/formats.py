@@ -1,0 +1,109 @@
+"""Writers of small dataset files in the real formats, for the loaders' tests."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import struct
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def write_cifar10(root: Path, per_batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Six pickled batches as the python version of CIFAR-10 ships them; returns (images, labels)."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    images, labels = [], []
+    for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"):
+        data = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
+        batch_labels = [int(v) for v in rng.integers(0, 10, size=per_batch)]
+        with open(folder / name, "wb") as handle:
+            pickle.dump({b"batch_label": name.encode(), b"labels": batch_labels, b"data": data}, handle, protocol=2)
+        images.append(data)
+        labels.extend(batch_labels)
+    return np.concatenate(images).reshape(-1, 3, 32, 32), np.array(labels)
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(">" + "I" * array.ndim, *array.shape)
+    payload = header + array.astype(np.uint8).tobytes()
+    if compress:
+        with gzip.open(path.with_name(path.name + ".gz"), "wb") as handle:
+            handle.write(payload)
+    else:
+        path.write_bytes(payload)
+
+
+def write_mnist(root: Path, train: int, test: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    x = rng.integers(0, 256, size=(train + test, 28, 28), dtype=np.uint8)
+    y = rng.integers(0, 10, size=train + test).astype(np.uint8)
+    write_idx(raw / "train-images-idx3-ubyte", x[:train], compress=True)
+    write_idx(raw / "train-labels-idx1-ubyte", y[:train])
+    write_idx(raw / "t10k-images-idx3-ubyte", x[train:])
+    write_idx(raw / "t10k-labels-idx1-ubyte", y[train:], compress=True)
+    return x, y
+
+
+def write_planetoid(root: Path, folder: str, prefix: str, nodes: int, features: int, classes: int,
+                    test: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, set[tuple[int, int]]]:
+    """Planetoid's ind.<prefix>.* files for a random graph; returns (features, labels, edges).
+
+    As in the published files: allx/ally hold the first nodes in order, tx/ty the test nodes in
+    the order test.index lists them, and test.index is not sorted."""
+    rng = np.random.default_rng(seed)
+    x = (rng.random((nodes, features)) < 0.2).astype(np.float32)
+    y = rng.integers(0, classes, size=nodes)
+    onehot = np.eye(classes, dtype=np.float32)[y]
+    first_test = nodes - test
+    test_index = rng.permutation(np.arange(first_test, nodes))
+    graph: dict[int, list[int]] = defaultdict(list)
+    edges = set()
+    for _ in range(nodes * 2):
+        s, d = (int(v) for v in rng.integers(0, nodes, size=2))
+        if s != d:
+            graph[s].append(d)
+            edges |= {(s, d), (d, s)}
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    parts = {
+        "x": sp.csr_matrix(x[:first_test]), "allx": sp.csr_matrix(x[:first_test]),
+        "tx": sp.csr_matrix(x[test_index]), "y": onehot[:first_test], "ally": onehot[:first_test],
+        "ty": onehot[test_index], "graph": graph,
+    }
+    for name, value in parts.items():
+        with open(raw / f"ind.{prefix}.{name}", "wb") as handle:
+            pickle.dump(value, handle, protocol=2)
+    (raw / f"ind.{prefix}.test.index").write_text("\n".join(str(i) for i in test_index) + "\n")
+    return x, y, edges
+
+
+def write_tu(root: Path, name: str, graphs: int, seed: int = 0) -> tuple[list[int], list[int]]:
+    """A TU dataset of rings (label 0) and stars (label 1) with two node labels; returns (sizes, labels)."""
+    rng = np.random.default_rng(seed)
+    raw = root / name / "raw"
+    raw.mkdir(parents=True)
+    edges, indicator, node_labels, graph_labels, sizes = [], [], [], [], []
+    first = 1
+    for g in range(graphs):
+        n = int(rng.integers(4, 9))
+        label = g % 2
+        pairs = [(i, (i + 1) % n) for i in range(n)] if label == 0 else [(0, i) for i in range(1, n)]
+        for s, d in pairs:
+            edges += [(first + s, first + d), (first + d, first + s)]
+        indicator += [g + 1] * n
+        node_labels += [int(i == 0 and label == 1) for i in range(n)]
+        graph_labels.append(label * 2 - 1)  # TU files often use -1/1
+        sizes.append(n)
+        first += n
+    (raw / f"{name}_A.txt").write_text("".join(f"{s}, {d}\n" for s, d in edges))
+    (raw / f"{name}_graph_indicator.txt").write_text("".join(f"{g}\n" for g in indicator))
+    (raw / f"{name}_node_labels.txt").write_text("".join(f"{v}\n" for v in node_labels))
+    (raw / f"{name}_graph_labels.txt").write_text("".join(f"{v}\n" for v in graph_labels))
+    return sizes, [(label + 1) // 2 for label in graph_labels]

@@ -51,6 +51,7 @@ class TrialPayload:
     threads: int = 1
     use_gpu: bool = False
     max_params: int | None = None
+    max_flops: int | None = None
     memory_limit_mb: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,6 +67,10 @@ class TrialPayload:
 @dataclass(frozen=True)
 class SetupReport:
     num_params: int
+    #: forward FLOPs for one sample (PyTorch's flop counter)
+    flops: int
+    #: forward milliseconds for a training-sized batch on the worker
+    latency_ms: float
     in_shape: list[int]
     out_shape: list[int]
     split: dict[str, Any]

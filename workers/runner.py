@@ -19,21 +19,25 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import statistics
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.flop_counter import FlopCounterMode
 
-from search_spaces.datasets import ArrayData, get_dataset, seeded_split
+from search_spaces.datasets import get_dataset, seeded_split
 from search_spaces.metrics import metric_module
 from search_spaces.transforms import transform_module
 
 from .nn_module import load_nn_module
 from .protocol import EpochReport, FinalReport, SetupReport, TrialPayload
+from .tasks import Prepared, prepare
 
 __all__ = ["ConstraintViolation", "TrialDiverged", "TrialOutOfMemory", "TrialRunner", "run_trial"]
 
-_EVAL_BATCH = 512
+_LATENCY_RUNS = 5
 
 
 class TrialDiverged(RuntimeError):
@@ -76,12 +80,34 @@ class _Active:
     payload: TrialPayload
     model: nn.Module
     metric: Any
-    criterion: nn.Module
-    train: DataLoader
-    val: tuple[torch.Tensor, torch.Tensor]
-    test: tuple[torch.Tensor, torch.Tensor]
+    data: Prepared
     epoch: int = 0
     train_seconds: float = 0.0
+
+
+@torch.no_grad()
+def measure(model: nn.Module, one: Any, batch: Any, device: torch.device) -> tuple[int, float]:
+    """(FLOPs of a forward pass on one sample, counted by PyTorch's FlopCounterMode; milliseconds
+    of a forward pass on a training-sized batch, the median of a few runs after a warm-up).
+    Operations the counter does not know (e.g. PyG's scatter) count as zero."""
+    was_training = model.training
+    model.eval()
+    one, batch = one.to(device), batch.to(device)
+    with FlopCounterMode(display=False) as counter:
+        model(one)
+    flops = int(counter.get_total_flops())
+    model(batch)  # warm-up: first calls pay for lazy initialisation
+    times = []
+    for _ in range(_LATENCY_RUNS):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        model(batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append((time.perf_counter() - started) * 1000.0)
+    model.train(was_training)
+    return flops, statistics.median(times)
 
 
 def _seed_everything(seed: int) -> None:
@@ -117,7 +143,7 @@ class TrialRunner:
 
     def __init__(self, threads: int = 1) -> None:
         torch.set_num_threads(max(1, int(threads)))
-        self._datasets: dict[tuple[str, str | None], ArrayData] = {}
+        self._datasets: dict[tuple[str, str | None], Any] = {}
         self._active: _Active | None = None
         #: private memory of this process without any trial: libraries and loaded datasets. A
         #: trial's ``memory_limit_mb`` is counted on top of it (memory an earlier trial freed but
@@ -134,38 +160,30 @@ class TrialRunner:
             torch.set_num_threads(max(1, p.threads))
         device = torch.device("cuda" if p.use_gpu and torch.cuda.is_available() else "cpu")
 
+        root = Path(p.data_dir) if p.data_dir else None
         dataset = get_dataset(p.dataset)
-        info = dataset.info
         fresh = (p.dataset, p.data_dir) not in self._datasets
         before = _vm_data()
         data = self._load(p.dataset, p.data_dir)
         loaded = _vm_data() - before
-        split = seeded_split(len(data.y), p.split_seed, p.split_fractions)
+        info = dataset.describe(root)
+        split = seeded_split(len(data), p.split_seed, p.split_fractions)
         transform = importlib.import_module(transform_module(str(p.prm.get("transform", info.transform))))
-        x = transform.transform(info.norm)(torch.from_numpy(data.x))
-        y = torch.from_numpy(data.y)
+        prepared = prepare(info, data, split, p.prm, p.seed, transform)
 
         _seed_everything(p.seed)
         in_shape = (1, *info.in_shape)
-        out_shape = (info.num_classes,)
+        out_shape = tuple(info.out_shape)
         module = load_nn_module(p.nn_code, p.nn_name)
         model = module.Net(in_shape, out_shape, dict(p.prm), device)
+        model.to(device)
         num_params = sum(t.numel() for t in model.parameters())
         if p.max_params is not None and num_params > p.max_params:
-            raise ConstraintViolation(
-                f"{num_params} parameters exceed the job's max_params {p.max_params}; not trained"
-            )
-        model.to(device)
+            raise ConstraintViolation(f"{num_params} parameters exceed the job's max_params {p.max_params}; not trained")
+        flops, latency_ms = measure(model, prepared.one, prepared.batch, device)
+        if p.max_flops is not None and flops > p.max_flops:
+            raise ConstraintViolation(f"{flops} FLOPs exceed the job's max_flops {p.max_flops}; not trained")
         model.train_setup(dict(p.prm))
-
-        train_idx = torch.from_numpy(split.train)
-        generator = torch.Generator().manual_seed(p.seed)
-        loader = DataLoader(
-            TensorDataset(x[train_idx], y[train_idx]),
-            batch_size=int(p.prm.get("batch", 64)),
-            shuffle=True,
-            generator=generator,
-        )
         # the cap starts here: libraries and data are loaded, what follows is the trial's own memory
         if self._baseline is None:
             self._baseline = _vm_data()
@@ -177,13 +195,12 @@ class TrialRunner:
             payload=p,
             model=model,
             metric=importlib.import_module(metric_module(info.metric)).create_metric(out_shape),
-            criterion=nn.CrossEntropyLoss(),
-            train=loader,
-            val=(x[torch.from_numpy(split.val)], y[torch.from_numpy(split.val)]),
-            test=(x[torch.from_numpy(split.test)], y[torch.from_numpy(split.test)]),
+            data=prepared,
         )
         report = SetupReport(
             num_params=num_params,
+            flops=flops,
+            latency_ms=latency_ms,
             in_shape=list(in_shape),
             out_shape=list(out_shape),
             split=split.record(),
@@ -197,11 +214,11 @@ class TrialRunner:
         active = self._require()
         started = time.perf_counter()
         with _memory_errors(active.payload.memory_limit_mb):
-            loss = active.model.learn(active.train)
+            loss = active.model.learn(active.data.train)
             active.train_seconds += time.perf_counter() - started
             active.epoch += 1
             loss = float(loss) if isinstance(loss, (int, float)) else None
-            val_metric, val_loss = self._evaluate(active, *active.val)
+            val_metric, val_loss = self._evaluate(active, active.data.val)
         for name, value in (("training loss", loss), ("validation loss", val_loss)):
             if value is not None and not math.isfinite(value):
                 raise TrialDiverged(
@@ -221,7 +238,7 @@ class TrialRunner:
     def finish(self) -> dict[str, Any]:
         active = self._require()
         with _memory_errors(active.payload.memory_limit_mb):
-            test_metric, test_loss = self._evaluate(active, *active.test)
+            test_metric, test_loss = self._evaluate(active, active.data.test)
         self._active = None
         return asdict(FinalReport(test_metric=test_metric, test_loss=test_loss, train_seconds=active.train_seconds))
 
@@ -235,11 +252,9 @@ class TrialRunner:
             raise RuntimeError("no trial is set up on this worker; call setup first")
         return self._active
 
-    def _load(self, name: str, data_dir: str | None) -> ArrayData:
+    def _load(self, name: str, data_dir: str | None) -> Any:
         key = (name, data_dir)
         if key not in self._datasets:
-            from pathlib import Path
-
             dataset = get_dataset(name)
             root = Path(data_dir) if data_dir else None
             dataset.check_available(root)
@@ -247,20 +262,9 @@ class TrialRunner:
         return self._datasets[key]
 
     @staticmethod
-    @torch.no_grad()
-    def _evaluate(active: _Active, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-        model, metric = active.model, active.metric
-        model.eval()
-        metric.reset()
-        device = active.model.device if hasattr(model, "device") else torch.device("cpu")
-        total_loss = 0.0
-        for start in range(0, len(y), _EVAL_BATCH):
-            inputs = x[start : start + _EVAL_BATCH].to(device)
-            labels = y[start : start + _EVAL_BATCH].to(device)
-            outputs = model(inputs)
-            total_loss += float(active.criterion(outputs, labels).item()) * len(labels)
-            metric(outputs, labels)
-        return float(metric.result()), total_loss / max(len(y), 1)
+    def _evaluate(active: _Active, evaluation: Any) -> tuple[float, float]:
+        active.model.eval()
+        return evaluation(active.model, active.metric)
 
 
 def run_trial(payload: TrialPayload) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:

@@ -180,6 +180,8 @@ class Trial(Base):
     test_metric: Mapped[float | None] = mapped_column(Float)
     loss: Mapped[float | None] = mapped_column(Float)
     train_seconds: Mapped[float | None] = mapped_column(Float)
+    #: forward milliseconds for a training-sized batch, measured on the trial's worker
+    latency_ms: Mapped[float | None] = mapped_column(Float)
     duplicate_of_trial_id: Mapped[int | None] = mapped_column(ForeignKey("cellar_trials.trial_id"))
     #: where the configuration came from: ``sampler``, ``initial`` (the job's list) or ``retry``
     origin: Mapped[str] = mapped_column(String(16), default="sampler")

@@ -8,7 +8,7 @@ from datetime import timezone
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, select
+from sqlalchemy import insert, inspect, select
 
 from service.errors import ConflictError, NotFoundError, StoreError, StoreSchemaError
 from service.store import (
@@ -43,13 +43,31 @@ def test_migrations_upgrade_downgrade_upgrade(empty_store: Store) -> None:
     upgrade(empty_store)
     assert CELLAR_TABLES | {VERSION_TABLE} <= tables(empty_store)
     assert "alembic_version" not in tables(empty_store)
-    assert current_revision(empty_store) == head_revision() == "0001"
+    assert current_revision(empty_store) == head_revision() == "0002"
     check_schema(empty_store)
     downgrade(empty_store, "base")
     assert not (CELLAR_TABLES & tables(empty_store))
     assert current_revision(empty_store) is None
     upgrade(empty_store)
     assert CELLAR_TABLES <= tables(empty_store)
+
+
+def test_every_revision_upgrades_from_the_one_before(empty_store: Store) -> None:
+    upgrade(empty_store, "0001")
+    with empty_store.write() as session:  # rows written by the older schema survive the upgrade
+        job = make_job(session)
+        session.execute(
+            insert(Trial.__table__).values(
+                job_id=job.job_id, number=0, state="complete", params={}, distributions={}, prm={"lr": 0.1},
+                seed=3, epochs=1, origin="sampler", requeued=False, created_at=job.created_at,
+            )
+        )
+    upgrade(empty_store)
+    with empty_store.read() as session:
+        trial = session.scalars(select(Trial)).one()
+        assert trial.latency_ms is None and trial.prm == {"lr": 0.1} and trial.seed == 3
+    downgrade(empty_store, "0001")
+    assert current_revision(empty_store) == "0001"
 
 
 def test_models_and_migrations_agree(store: Store) -> None:

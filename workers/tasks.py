@@ -1,0 +1,208 @@
+"""How each kind of dataset becomes training batches, evaluation passes and probe inputs (torch).
+
+Every model is trained through LEMUR's ``learn(train_data)``, which iterates ``(inputs, labels)``:
+
+- arrays (images, tables, regression): mini-batches of tensors, reshuffled every epoch;
+- one graph (node classification): the whole graph as a PyG ``Data`` once per epoch, with the labels
+  of nodes outside the training split set to -100, which cross-entropy ignores;
+- many graphs (graph classification): mini-batches of graphs as a PyG ``Batch``, labels per graph.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from search_spaces.datasets import ArrayData, DatasetInfo, GraphData, GraphSetData, Split
+
+__all__ = ["Evaluation", "Prepared", "prepare"]
+
+_EVAL_BATCH = 512
+
+#: (model, metric) -> (metric value, mean loss)
+Evaluation = Callable[[nn.Module, Any], tuple[float, float]]
+
+
+@dataclass
+class Prepared:
+    train: Any  # re-iterable: each pass is one epoch of (inputs, labels)
+    val: Evaluation
+    test: Evaluation
+    #: one sample's input (FLOPs are counted on it) and a training-sized batch (latency is timed on it)
+    one: Any
+    batch: Any
+
+
+class _Epochs:
+    """A re-iterable over ``(inputs, labels)``, built afresh for every epoch."""
+
+    def __init__(self, make: Callable[[], Iterator[tuple[Any, torch.Tensor]]]) -> None:
+        self._make = make
+
+    def __iter__(self) -> Iterator[tuple[Any, torch.Tensor]]:
+        return self._make()
+
+
+def _loss(regression: bool) -> nn.Module:
+    return nn.MSELoss() if regression else nn.CrossEntropyLoss()
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    device = getattr(model, "device", None)
+    if isinstance(device, torch.device):
+        return device
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def _pyg() -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import torch_geometric.data
+        import torch_geometric.loader
+
+    return torch_geometric
+
+
+def prepare(info: DatasetInfo, data: Any, split: Split, prm: dict[str, Any], seed: int, transform: Any) -> Prepared:
+    """Batches and evaluations for ``data`` under ``split``; ``transform`` is the transform module."""
+    batch_size = int(prm.get("batch", 64))
+    if isinstance(data, ArrayData):
+        return _arrays(info, data, split, batch_size, seed, transform)
+    if isinstance(data, GraphData):
+        return _graph(info, data, split, transform)
+    if isinstance(data, GraphSetData):
+        return _graphs(data, split, batch_size, seed)
+    raise TypeError(f"no training recipe for {type(data).__name__}")
+
+
+def _norm(info: DatasetInfo, x: torch.Tensor, train: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The dataset's constants, or the training split's mean and std per channel/feature."""
+    if info.norm is not None:
+        return info.norm
+    dims = [0, *range(2, x.dim())]
+    part = x[torch.from_numpy(train)]
+    mean, std = part.mean(dim=dims), part.std(dim=dims)
+    std = torch.where(std > 1e-8, std, torch.ones_like(std))
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def _arrays(info: DatasetInfo, data: ArrayData, split: Split, batch_size: int, seed: int, transform: Any) -> Prepared:
+    regression = info.task == "regression"
+    x = torch.from_numpy(data.x)
+    x = transform.transform(_norm(info, x, split.train))(x)
+    y = torch.from_numpy(data.y)
+    train = torch.from_numpy(split.train)
+    generator = torch.Generator().manual_seed(seed)
+    loader = DataLoader(TensorDataset(x[train], y[train]), batch_size=batch_size, shuffle=True, generator=generator)
+
+    def evaluation(indices: np.ndarray) -> Evaluation:
+        xs, ys = x[torch.from_numpy(indices)], y[torch.from_numpy(indices)]
+        criterion = _loss(regression)
+
+        @torch.no_grad()
+        def run(model: nn.Module, metric: Any) -> tuple[float, float]:
+            device = _device_of(model)
+            metric.reset()
+            total = 0.0
+            for start in range(0, len(ys), _EVAL_BATCH):
+                inputs, labels = xs[start : start + _EVAL_BATCH].to(device), ys[start : start + _EVAL_BATCH].to(device)
+                outputs = model(inputs)
+                target = labels.view_as(outputs) if regression else labels
+                total += float(criterion(outputs, target).item()) * len(labels)
+                metric(outputs, labels)
+            return float(metric.result()), total / max(len(ys), 1)
+
+        return run
+
+    return Prepared(
+        train=loader,
+        val=evaluation(split.val),
+        test=evaluation(split.test),
+        one=x[train[:1]],
+        batch=x[train[:batch_size]],
+    )
+
+
+def _graph(info: DatasetInfo, data: GraphData, split: Split, transform: Any) -> Prepared:
+    pyg = _pyg()
+    x = torch.from_numpy(data.x)
+    x = transform.transform(_norm(info, x, split.train))(x)
+    y = torch.from_numpy(data.y)
+    graph = pyg.data.Data(x=x, edge_index=torch.from_numpy(data.edge_index))
+    masked = torch.full_like(y, -100)
+    masked[torch.from_numpy(split.train)] = y[torch.from_numpy(split.train)]
+
+    def evaluation(indices: np.ndarray) -> Evaluation:
+        mask = torch.from_numpy(indices)
+        criterion = nn.CrossEntropyLoss()
+
+        @torch.no_grad()
+        def run(model: nn.Module, metric: Any) -> tuple[float, float]:
+            device = _device_of(model)
+            metric.reset()
+            outputs = model(graph.to(device))[mask.to(device)]
+            labels = y[mask].to(device)
+            metric(outputs, labels)
+            return float(metric.result()), float(criterion(outputs, labels).item())
+
+        return run
+
+    return Prepared(
+        train=_Epochs(lambda: iter([(graph, masked)])),
+        val=evaluation(split.val),
+        test=evaluation(split.test),
+        one=graph,
+        batch=graph,
+    )
+
+
+def _graphs(data: GraphSetData, split: Split, batch_size: int, seed: int) -> Prepared:
+    pyg = _pyg()
+    graphs = [
+        pyg.data.Data(x=torch.from_numpy(x), edge_index=torch.from_numpy(e), y=torch.tensor([int(label)]))
+        for (x, e), label in zip(data.graphs, data.y)
+    ]
+
+    def subset(indices: np.ndarray) -> list[Any]:
+        return [graphs[i] for i in indices]
+
+    generator = torch.Generator().manual_seed(seed)
+    loader = pyg.loader.DataLoader(subset(split.train), batch_size=batch_size, shuffle=True, generator=generator)
+
+    def evaluation(indices: np.ndarray) -> Evaluation:
+        part = pyg.loader.DataLoader(subset(indices), batch_size=_EVAL_BATCH, shuffle=False)
+        criterion = nn.CrossEntropyLoss()
+
+        @torch.no_grad()
+        def run(model: nn.Module, metric: Any) -> tuple[float, float]:
+            device = _device_of(model)
+            metric.reset()
+            total, count = 0.0, 0
+            for batch in part:
+                batch = batch.to(device)
+                outputs = model(batch)
+                total += float(criterion(outputs, batch.y).item()) * len(batch.y)
+                count += len(batch.y)
+                metric(outputs, batch.y)
+            return float(metric.result()), total / max(count, 1)
+
+        return run
+
+    first = pyg.data.Batch.from_data_list(subset(split.train[:1]))
+    return Prepared(
+        train=_Epochs(lambda: ((b, b.y) for b in loader)),
+        val=evaluation(split.val),
+        test=evaluation(split.test),
+        one=first,
+        batch=pyg.data.Batch.from_data_list(subset(split.train[:batch_size])),
+    )

@@ -35,7 +35,11 @@ __all__ = [
 
 _SPACES: LazyRegistry[type[SearchSpace]] = LazyRegistry(
     "search space",
-    {"nb201": "search_spaces.nb201.space:CellSearchSpace"},
+    {
+        "nb201": "search_spaces.nb201.space:CellSearchSpace",
+        "code": "search_spaces.code.space:CodeSearchSpace",
+        "gnn": "search_spaces.gnn.space:GnnSearchSpace",
+    },
 )
 
 
@@ -47,5 +51,6 @@ def search_space_class(kind: str) -> type[SearchSpace]:
     return _SPACES.load(kind)
 
 
-def get_search_space(kind: str, params: Mapping[str, Any] | None = None) -> SearchSpace:
-    return search_space_class(kind)(params)
+def get_search_space(kind: str, params: Mapping[str, Any] | None = None, *, task: str | None = None) -> SearchSpace:
+    """The space ``kind`` with its ``params``; with ``task``, choices the task makes moot are not sampled."""
+    return search_space_class(kind)(params, task=task)

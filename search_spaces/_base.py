@@ -47,11 +47,13 @@ class SearchSpace(ABC):
     #: LEMUR task names this space builds models for
     tasks: ClassVar[frozenset[str]]
 
-    def __init__(self, params: Mapping[str, Any] | SpaceParams | None = None) -> None:
+    def __init__(self, params: Mapping[str, Any] | SpaceParams | None = None, *, task: str | None = None) -> None:
         if isinstance(params, SpaceParams):
             self.params = params
         else:
             self.params = self.Params.model_validate(dict(params or {}))
+        #: the task the architectures are for, when known: a space may skip choices it makes moot
+        self.task = task
 
     @classmethod
     def validate_params(cls, params: Mapping[str, Any] | None) -> SpaceParams:
@@ -92,6 +94,10 @@ class SearchSpace(ABC):
     @abstractmethod
     def dedup_key(self, encoding: str) -> str:
         """Equal for encodings that compute the same function (isomorphic architectures)."""
+
+    def hyperparameters(self, encoding: str) -> dict[str, Any]:
+        """Training hyperparameters the architecture brings (merged into LEMUR's ``prm``)."""
+        return {}
 
     @abstractmethod
     def nn_code(self, encoding: str) -> str:

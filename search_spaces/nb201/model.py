@@ -17,7 +17,7 @@ Shapes:
 import torch
 from torch import nn
 
-from search_spaces.contracts.classification import ClassifierTraining, supported_hyperparameters  # cellar: inline
+from search_spaces.contracts.supervised import SupervisedTraining, supported_hyperparameters  # cellar: inline
 
 # cellar: architecture
 ARCH = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
@@ -92,7 +92,7 @@ class ResidualReduction(nn.Module):
         return self.downsample(x) + self.conv_b(self.conv_a(x))
 
 
-class Net(ClassifierTraining, nn.Module):
+class Net(SupervisedTraining, nn.Module):
     def __init__(self, in_shape, out_shape, prm, device):
         super().__init__()
         self.device = device

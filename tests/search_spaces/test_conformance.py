@@ -1,8 +1,12 @@
-"""Every registered search space, against every dataset it can serve."""
+"""Every registered search space, against every dataset it can serve (file datasets: the small
+files the loader tests write)."""
 
 from __future__ import annotations
 
 import json
+import warnings
+from pathlib import Path
+from typing import Any
 
 import optuna
 import pydantic
@@ -10,16 +14,38 @@ import pytest
 import torch
 
 from search_spaces import get_search_space, search_space_class, search_space_kinds
-from search_spaces.datasets import dataset_names, get_dataset
+from search_spaces.datasets import dataset_names, get_dataset, seeded_split
+from search_spaces.metrics import metric_module
+from search_spaces.transforms import transform_module
+from tests.search_spaces.formats import write_tu
+from tests.search_spaces.lemur_models import code_for
 from workers.nn_module import load_nn_module
+from workers.tasks import prepare
 
+BUILTIN = [name for name in dataset_names() if get_dataset(name).info.source == "builtin"]
 PAIRS = [
     (kind, name)
     for kind in search_space_kinds()
-    for name in dataset_names()
+    for name in [*BUILTIN, "mutag"]
     if get_dataset(name).info.task in search_space_class(kind).tasks
 ]
-SMALL = {"nb201": {"channels": 4, "cells_per_stage": 1}}
+
+
+def small_params(kind: str, dataset_kind: str) -> dict[str, Any]:
+    if kind == "nb201":
+        return {"channels": 4, "cells_per_stage": 1}
+    if kind == "gnn":
+        return {"max_layers": 2, "hidden_sizes": [8]}
+    if kind == "code":
+        return {"nn_code": code_for(dataset_kind)}
+    return {}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    write_tu(root, "MUTAG", graphs=20)
+    return root
 
 
 def test_every_space_serves_at_least_one_dataset() -> None:
@@ -31,28 +57,38 @@ def test_schema_is_json_and_unknown_parameters_are_refused(kind: str) -> None:
     cls = search_space_class(kind)
     json.dumps(cls.schema())
     with pytest.raises(pydantic.ValidationError, match="no_such_parameter"):
-        cls.validate_params({"no_such_parameter": 1})
+        cls.validate_params({**small_params(kind, "array"), "no_such_parameter": 1})
 
 
 @pytest.mark.parametrize(("kind", "dataset"), PAIRS)
-def test_sampled_architectures_build_and_run_on_the_dataset(kind: str, dataset: str) -> None:
-    space = get_search_space(kind, SMALL.get(kind))
-    info = get_dataset(dataset).info
-    data = get_dataset(dataset).load(None)
-    batch = torch.from_numpy(data.x[:8])
+def test_sampled_architectures_build_and_run_on_the_dataset(kind: str, dataset: str, data_dir: Path) -> None:
+    source = get_dataset(dataset)
+    info = source.describe(data_dir)
+    data = source.load(data_dir)
+    split = seeded_split(len(data), 0)
+    prm = {"lr": 0.01, "momentum": 0.9, "batch": 8, "epoch": 1}
+    transform = __import__(transform_module(info.transform), fromlist=["transform"])
+    prepared = prepare(info, data, split, prm, seed=0, transform=transform)
+    space = get_search_space(kind, small_params(kind, info.kind), task=info.task)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for _ in range(4):
+    for _ in range(3):
         trial = study.ask()
         encoding = space.sample(trial)
         assert space.canonical(encoding) == encoding
         assert space.canonical(space.canonical(encoding)) == encoding
         assert space.encode_params(encoding) == trial.params and space.decode_params(trial.params) == encoding
         assert space.dedup_key(encoding) == space.dedup_key(encoding)
-        code = space.nn_code(encoding)
-        assert space.nn_name(encoding) == space.nn_name(encoding)
-        net = load_nn_module(code, space.nn_name(encoding)).Net(
-            (1, *info.in_shape), (info.num_classes,), {"lr": 0.01}, torch.device("cpu")
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = load_nn_module(space.nn_code(encoding), space.nn_name(encoding))
+        net = module.Net((1, *info.in_shape), info.out_shape, {**prm, **space.hyperparameters(encoding)},
+                         torch.device("cpu"))
+        net.eval()
         with torch.no_grad():
-            assert net.eval()(batch).shape == (8, info.num_classes)
+            outputs = net(prepared.batch)
+        expected = len(prepared.batch.y) if info.kind == "graphs" else (info.num_samples if info.kind == "graph" else 8)
+        assert outputs.shape == (expected, *info.out_shape)
+        metric = __import__(metric_module(info.metric), fromlist=["create_metric"]).create_metric(info.out_shape)
+        value, loss = prepared.val(net, metric)
+        assert value == value and loss == loss  # finite numbers, not NaN
         study.tell(trial, 0.0)

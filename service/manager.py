@@ -68,7 +68,7 @@ class _Running:
     number: int
     optuna_trial: optuna.Trial
     call_started: float = field(default_factory=time.monotonic)
-    num_params: int | None = None
+    setup: dict[str, Any] = field(default_factory=dict)
     last_epoch: dict[str, Any] = field(default_factory=dict)
 
 
@@ -121,10 +121,10 @@ class JobRunner:
                 raise LookupError(f"job {job_id} vanished from the store")
             self.spec = JobCreate.model_validate(job.spec)
             self.started_at: datetime = job.started_at or utcnow()
-        self.space = get_search_space(self.spec.search_space.kind, self.spec.search_space.params)
-        self.info = get_dataset(self.spec.dataset).info
+        self.info = get_dataset(self.spec.dataset).describe(settings.data_dir)
+        self.space = get_search_space(self.spec.search_space.kind, self.spec.search_space.params, task=self.info.task)
         self.in_shape = [1, *self.info.in_shape]
-        self.out_shape = [self.info.num_classes]
+        self.out_shape = list(self.info.out_shape)
         self.metric_key = f"val_{METRICS[self.info.metric][0]}"
         self.parallelism = self.spec.budget.parallelism
         self.reproducible = self.spec.strategy.reproducible
@@ -199,7 +199,7 @@ class JobRunner:
             self.metric_source_id = get_or_create_source(
                 session, kind="metric", name=self.info.metric, code=module_source(metric_module(self.info.metric))
             ).source_id
-            transform = self.spec.training.transform
+            transform = self.spec.transform
             self.transform_source_id = get_or_create_source(
                 session, kind="transform", name=transform, code=module_source(transform_module(transform))
             ).source_id
@@ -341,7 +341,7 @@ class JobRunner:
         trial, encoding = unsaved.trial, unsaved.encoding
         if trial.number != self.asked:
             raise RuntimeError(f"job {self.job_id}: the study numbered trial {self.asked} as {trial.number}")
-        prm = self._prm()
+        prm = {**self._prm(), **self.space.hyperparameters(encoding)}
         dedup = dedup_hash(self.space, encoding, self.in_shape, self.out_shape)
         duplicate_id = self._original_of(dedup)
         now = utcnow()
@@ -382,6 +382,7 @@ class JobRunner:
             threads=max(1, int(self.spec.resources.cpus_per_trial)),
             use_gpu=self.spec.resources.gpus_per_trial > 0,
             max_params=self.spec.constraints.max_params,
+            max_flops=self.spec.constraints.max_flops,
             memory_limit_mb=self.spec.resources.memory_mb_per_trial,
         )
         self.running[trial_id] = _Running(trial_id=trial_id, number=trial.number, optuna_trial=trial)
@@ -432,7 +433,7 @@ class JobRunner:
             assert original is not None
             row.state = TrialState.COMPLETE
             row.duplicate_of_trial_id = duplicate_id
-            for name in ("values", "val_metric", "test_metric", "loss", "train_seconds", "split", "worker"):
+            for name in ("values", "val_metric", "test_metric", "loss", "train_seconds", "latency_ms", "split", "worker"):
                 setattr(row, name, getattr(original, name))
             row.finished_at = now
         session.add(row)
@@ -450,7 +451,7 @@ class JobRunner:
             "optimizer": t.optimizer,
             "nesterov": t.nesterov,
             "scheduler": t.scheduler,
-            "transform": t.transform,
+            "transform": self.spec.transform,
         }
 
     # ---- reports -----------------------------------------------------------------------------
@@ -460,10 +461,12 @@ class JobRunner:
             assert trial is not None
             trial.worker = data.get("worker")
             trial.split = data.get("split")
+            trial.latency_ms = data.get("latency_ms")
             trial.heartbeat_at = utcnow()
             if trial.architecture is not None and trial.architecture.num_params is None:
                 trial.architecture.num_params = int(data["num_params"])
-        running.num_params = int(data["num_params"])
+                trial.architecture.flops = data.get("flops")
+        running.setup = data
 
     def _on_epoch(self, running: _Running, data: dict[str, Any]) -> None:
         epoch = int(data["epoch"])
@@ -507,7 +510,9 @@ class JobRunner:
         metrics = {
             self.metric_key: running.last_epoch.get("val_metric"),
             "val_loss": running.last_epoch.get("val_loss"),
-            "params": running.num_params,
+            "params": running.setup.get("num_params"),
+            "flops": running.setup.get("flops"),
+            "latency_ms": running.setup.get("latency_ms"),
             "train_seconds": data.get("train_seconds"),
         }
         values = [float(metrics[o.metric]) for o in self.spec.objectives]  # type: ignore[arg-type]

@@ -108,6 +108,9 @@ class StrategySpec(_Body):
 
 class ConstraintsSpec(_Body):
     max_params: int | None = Field(None, gt=0, description="candidates with more parameters are never trained")
+    max_flops: int | None = Field(
+        None, gt=0, description="candidates whose forward pass on one sample takes more FLOPs are never trained"
+    )
 
 
 class BudgetSpec(_Body):
@@ -134,7 +137,7 @@ class TrainingSpec(_Body):
     weight_decay: float = Field(5e-4, ge=0, le=1)
     nesterov: bool = True
     scheduler: Literal["cosine", "constant"] = "cosine"
-    transform: str = Field("norm", description="input transform, by LEMUR name")
+    transform: str | None = Field(None, description="input transform, by LEMUR name; default the dataset's")
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="training seed; default strategy.seed")
     split: tuple[float, float, float] = Field(
         (0.6, 0.2, 0.2), description="train, validation, test fractions of the seeded split"
@@ -142,8 +145,8 @@ class TrainingSpec(_Body):
 
     @field_validator("transform")
     @classmethod
-    def _known_transform(cls, name: str) -> str:
-        if name not in TRANSFORMS:
+    def _known_transform(cls, name: str | None) -> str | None:
+        if name is not None and name not in TRANSFORMS:
             raise ValueError(f"unknown transform {name!r}; allowed: {_choices(TRANSFORMS)}")
         return name
 
@@ -178,7 +181,7 @@ class ResourcesSpec(_Body):
 def objective_metrics(dataset: str) -> list[str]:
     """The metrics a job on ``dataset`` may optimise."""
     metric = get_dataset(dataset).info.metric
-    return [f"val_{METRICS[metric][0]}", "val_loss", "params", "train_seconds"]
+    return [f"val_{METRICS[metric][0]}", "val_loss", "params", "flops", "latency_ms", "train_seconds"]
 
 
 class JobCreate(_Body):
@@ -276,6 +279,10 @@ class JobCreate(_Body):
     def training_seed(self) -> int:
         return self.strategy.seed if self.training.seed is None else self.training.seed
 
+    @property
+    def transform(self) -> str:
+        return self.training.transform or get_dataset(self.dataset).info.transform
+
 
 # ---- responses --------------------------------------------------------------------------------
 class TrialCounts(BaseModel):
@@ -290,7 +297,9 @@ class EpochPublic(BaseModel):
     epoch: int
     loss: float | None
     val_loss: float | None
-    val_accuracy: float | None
+    val_metric: float | None = Field(description="the dataset's metric on the validation split")
+    val_accuracy: float | None = Field(description="val_metric, when the metric is accuracy")
+    val_rmse: float | None = Field(description="val_metric, when the metric is RMSE")
     elapsed_seconds: float
 
 
@@ -303,8 +312,15 @@ class TrialPublic(BaseModel):
     arch: str | None = Field(description="the architecture's canonical encoding, e.g. an NB-201 arch string")
     nn: str | None = Field(description="LEMUR-style model name, <space>-<md5 of the code>")
     params: int | None = Field(description="number of trainable parameters")
-    val_accuracy: float | None = Field(description="validation metric after the last epoch")
-    test_accuracy: float | None = Field(description="test metric after the last epoch")
+    flops: int | None = Field(description="forward FLOPs for one sample (PyTorch's flop counter)")
+    latency_ms: float | None = Field(description="forward milliseconds for a training-sized batch on the worker")
+    metric: str = Field(description="the dataset's metric, by LEMUR name: acc, rmse")
+    val_metric: float | None = Field(description="validation metric after the last epoch")
+    test_metric: float | None = Field(description="test metric after the last epoch")
+    val_accuracy: float | None = Field(description="val_metric, when the metric is accuracy")
+    test_accuracy: float | None = Field(description="test_metric, when the metric is accuracy")
+    val_rmse: float | None = Field(description="val_metric, when the metric is RMSE")
+    test_rmse: float | None = Field(description="test_metric, when the metric is RMSE")
     loss: float | None = Field(description="training loss of the last epoch")
     train_seconds: float | None
     values: list[float] | None = Field(description="objective values, in the job's objective order")
@@ -401,7 +417,8 @@ class DatasetPublic(BaseModel):
     metric: str
     metric_direction: str
     in_shape: list[int]
-    num_classes: int
+    out_shape: list[int]
+    num_classes: int | None
     num_samples: int | None
     source: str
     transform: str

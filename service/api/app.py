@@ -102,6 +102,10 @@ def create_app(settings: Settings | None = None, *, executor: object | None = No
             StoreError: status.HTTP_503_SERVICE_UNAVAILABLE,
         }
         status_code = next((c for kind, c in code.items() if isinstance(error, kind)), 500)
+        if isinstance(error, InvalidRequestError) and error.field:
+            # the shape of a validation error, so clients handle every 422 alike
+            detail = [{"loc": list(error.field), "msg": str(error), "type": "value_error"}]
+            return JSONResponse({"detail": detail, "message": str(error)}, status_code=status_code)
         return JSONResponse({"detail": str(error), "message": str(error)}, status_code=status_code)
 
     return app

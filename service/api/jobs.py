@@ -12,18 +12,22 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from search_spaces import DatasetUnavailableError
 from search_spaces.datasets import get_dataset
 
+from ..errors import InvalidRequestError
 from ..manager import JobManager
+from ..settings import Settings
 from ..schemas import JobCreate, JobPublic, JobsPublic, TrialPublic, TrialsPublic
 from ..store import JobStatus, Store, Trial, TrialState
 from ..store import queries
-from .deps import ReadAccess, StoreDep, WriteAccess, get_manager
+from .deps import ReadAccess, StoreDep, WriteAccess, get_manager, get_settings_dep
 from .views import job_public, trial_public
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
 ManagerDep = Annotated[JobManager | None, Depends(get_manager)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
 def _complete_trials(session, job_ids: list[int]) -> dict[int, list[Trial]]:  # noqa: ANN001
@@ -46,9 +50,16 @@ def _job_view(store: Store, job_id: int) -> JobPublic:
 
 
 @router.post("/jobs", status_code=status.HTTP_201_CREATED, dependencies=[WriteAccess])
-def submit_job(body: JobCreate, store: StoreDep, manager: ManagerDep, response: Response) -> JobPublic:
+def submit_job(
+    body: JobCreate, store: StoreDep, manager: ManagerDep, settings: SettingsDep, response: Response
+) -> JobPublic:
     """Submit a search job. It is queued at once and started by the job manager."""
-    info = get_dataset(body.dataset).info
+    dataset = get_dataset(body.dataset)
+    try:
+        dataset.check_available(settings.data_dir)
+    except DatasetUnavailableError as error:
+        raise InvalidRequestError(str(error), field=("body", "dataset")) from None
+    info = dataset.info
     with store.write() as session:
         job = queries.create_job(
             session,
@@ -95,8 +106,9 @@ def list_trials(
     state: Annotated[Literal["running", "complete", "pruned", "failed"] | None, Query()] = None,
 ) -> TrialsPublic:
     with store.read() as session:
+        metric = queries.get_job(session, job_id).metric
         trials = queries.list_trials(session, job_id, state=state)
-        return TrialsPublic(data=[trial_public(t) for t in trials], count=len(trials))
+        return TrialsPublic(data=[trial_public(t, metric) for t in trials], count=len(trials))
 
 
 @router.post("/jobs/{job_id}/cancel", dependencies=[WriteAccess])
@@ -133,7 +145,8 @@ async def job_events(job_id: int, store: StoreDep, request: Request) -> Streamin
 def get_trial(trial_id: int, store: StoreDep) -> TrialPublic:
     """One trial, with its ``nn_code``."""
     with store.read() as session:
-        return trial_public(queries.get_trial(session, trial_id), with_code=True)
+        trial = queries.get_trial(session, trial_id)
+        return trial_public(trial, queries.get_job(session, trial.job_id).metric, with_code=True)
 
 
 __all__ = ["router"]

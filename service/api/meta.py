@@ -48,9 +48,11 @@ def datasets(settings: Annotated[Settings, Depends(get_settings_dep)]) -> list[D
     for name in dataset_names():
         dataset = get_dataset(name)
         try:
-            dataset.check_available(settings.data_dir)
+            info = dataset.describe(settings.data_dir)  # file datasets: shapes from their files
             available, reason = True, None
         except DatasetUnavailableError as error:
-            available, reason = False, str(error)
-        result.append(DatasetPublic(**dataset.info.public(), available=available, reason=reason))
+            info, available, reason = dataset.info, False, str(error)
+        except (OSError, ValueError) as error:  # present but unreadable: say so, keep listing
+            info, available, reason = dataset.info, False, f"files present but unreadable: {error}"
+        result.append(DatasetPublic(**info.public(), available=available, reason=reason))
     return result

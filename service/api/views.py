@@ -10,8 +10,13 @@ from ..store import Job, Trial, TrialState
 __all__ = ["best_trials", "job_public", "non_dominated", "trial_public"]
 
 
-def trial_public(trial: Trial, *, with_code: bool = False) -> TrialPublic:
+def _named(metric: str, value: float | None) -> dict[str, float | None]:
+    return {"accuracy": value if metric == "acc" else None, "rmse": value if metric == "rmse" else None}
+
+
+def trial_public(trial: Trial, metric: str, *, with_code: bool = False) -> TrialPublic:
     architecture = trial.architecture
+    val, test = _named(metric, trial.val_metric), _named(metric, trial.test_metric)
     return TrialPublic(
         id=trial.trial_id,
         job_id=trial.job_id,
@@ -21,8 +26,15 @@ def trial_public(trial: Trial, *, with_code: bool = False) -> TrialPublic:
         arch=architecture.encoding if architecture else None,
         nn=architecture.nn_name if architecture else None,
         params=architecture.num_params if architecture else None,
-        val_accuracy=trial.val_metric,
-        test_accuracy=trial.test_metric,
+        flops=architecture.flops if architecture else None,
+        latency_ms=trial.latency_ms,
+        metric=metric,
+        val_metric=trial.val_metric,
+        test_metric=trial.test_metric,
+        val_accuracy=val["accuracy"],
+        test_accuracy=test["accuracy"],
+        val_rmse=val["rmse"],
+        test_rmse=test["rmse"],
         loss=trial.loss,
         train_seconds=trial.train_seconds,
         values=trial.values,
@@ -31,7 +43,9 @@ def trial_public(trial: Trial, *, with_code: bool = False) -> TrialPublic:
                 epoch=e.epoch,
                 loss=e.loss,
                 val_loss=e.val_loss,
-                val_accuracy=e.val_metric,
+                val_metric=e.val_metric,
+                val_accuracy=_named(metric, e.val_metric)["accuracy"],
+                val_rmse=_named(metric, e.val_metric)["rmse"],
                 elapsed_seconds=e.elapsed_seconds,
             )
             for e in trial.epoch_rows
@@ -98,8 +112,8 @@ def job_public(job: Job, counts: dict[str, int], trials: Sequence[Trial]) -> Job
         error=job.error,
         counts=TrialCounts(**counts),
         max_trials=job.spec.get("budget", {}).get("max_trials"),
-        best_trial=trial_public(best) if best is not None else None,
-        best_trials=[trial_public(t) for t in front],
+        best_trial=trial_public(best, job.metric) if best is not None else None,
+        best_trials=[trial_public(t, job.metric) for t in front],
         spec=job.spec,
         created_at=job.created_at,
         started_at=job.started_at,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +11,8 @@ from fastapi.testclient import TestClient
 
 from service.api import create_app
 from service.settings import Settings
+from search_spaces import search_space_kinds
+from search_spaces.datasets import dataset_names
 from service.store import Store, upgrade
 from tests.service.jobs import job_body as body
 
@@ -47,9 +50,14 @@ def test_a_valid_job_is_queued_with_its_full_spec(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("changes", "field", "fragment"),
     [
-        ({"search_space__kind": "resnet"}, "body.search_space.kind", "unknown search space 'resnet'; allowed: 'nb201'"),
+        (
+            {"search_space__kind": "resnet"},
+            "body.search_space.kind",
+            "unknown search space 'resnet'; allowed: " + ", ".join(map(repr, search_space_kinds())),
+        ),
         ({"strategy__sampler": "annealing"}, "body.strategy.sampler", "'tpe' or 'random'"),
-        ({"dataset": "imagenet"}, "body.dataset", "unknown dataset 'imagenet'; allowed: 'digits'"),
+        ({"dataset": "imagenet"}, "body.dataset", "unknown dataset 'imagenet'; allowed: " + ", ".join(map(repr, dataset_names()))),
+        ({"dataset": "iris"}, "body.dataset", "search space 'nb201' builds models for img-classification, but dataset 'iris' is a tab-classification task"),
         ({"budget__max_trials": -3}, "body.budget.max_trials", "greater than 0"),
         ({"budget__epochs": 0}, "body.budget.epochs", "greater than 0"),
         ({"budget__parallelism": -1}, "body.budget.parallelism", "greater than 0"),
@@ -78,7 +86,7 @@ def test_a_valid_job_is_queued_with_its_full_spec(client: TestClient) -> None:
         ({"resources__memory_mb_per_trial": 10**9}, "body.resources.memory_mb_per_trial", "less than or equal to 1048576"),
         ({"budget__epoch_timeout_s": 0}, "body.budget.epoch_timeout_s", "greater than 0"),
         ({"training__optimizer": "lbfgs"}, "body.training.optimizer", "'sgd', 'adam' or 'adamw'"),
-        ({"training__transform": "norm_299"}, "body.training.transform", "unknown transform 'norm_299'; allowed: 'norm'"),
+        ({"training__transform": "norm_299"}, "body.training.transform", "unknown transform 'norm_299'; allowed: 'echo', 'norm'"),
         ({"resources__cpus_per_trial": 0}, "body.resources.cpus_per_trial", "greater than 0"),
         ({"budgett": {"max_trials": 3}}, "body.budgett", "Extra inputs are not permitted"),
         (
@@ -165,15 +173,29 @@ def test_unknown_ids_are_404_and_finished_jobs_cannot_be_cancelled(client: TestC
 
 
 def test_discovery_endpoints(client: TestClient) -> None:
-    spaces = client.get("/v1/search-spaces").json()
-    assert [s["kind"] for s in spaces] == ["nb201"]
-    assert set(spaces[0]["params"]["properties"]) == {"channels", "cells_per_stage"}
+    spaces = {s["kind"]: s for s in client.get("/v1/search-spaces").json()}
+    assert sorted(spaces) == search_space_kinds()
+    assert set(spaces["nb201"]["params"]["properties"]) == {"channels", "cells_per_stage"}
+    assert spaces["nb201"]["tasks"] == ["img-classification"]
     datasets = {d["name"]: d for d in client.get("/v1/datasets").json()}
+    assert sorted(datasets) == dataset_names()
     assert datasets["digits"]["in_shape"] == [1, 8, 8] and datasets["digits"]["available"]
+    assert datasets["kan-exp-sin"]["metric"] == "rmse" and datasets["kan-exp-sin"]["metric_direction"] == "minimize"
+    assert datasets["karate"]["task"] == "node-classification" and datasets["karate"]["out_shape"] == [4]
+    assert not datasets["cifar-10"]["available"] and "set CELLAR_DATA_DIR" in datasets["cifar-10"]["reason"]
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["store"]["revision"] == health["store"]["head"]
     assert health["executor"] == {"status": "disabled"}
     assert client.get("/v1/data", params={"task": "img-classification"}).json() == {"data": [], "count": 0}
+
+
+def test_a_file_dataset_without_its_files_is_a_422_that_says_where_they_go(client: TestClient) -> None:
+    response = client.post("/v1/jobs", json=body(dataset="cifar-10"), headers=AUTH)
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "dataset"]
+    assert "set CELLAR_DATA_DIR to a folder holding cifar-10-batches-py/" in error["msg"]
+    assert job_count(client) == 0
 
 
 def test_the_server_refuses_an_unmigrated_store(sqlite_url: str) -> None:
@@ -181,3 +203,21 @@ def test_the_server_refuses_an_unmigrated_store(sqlite_url: str) -> None:
     with pytest.raises(Exception, match="run `cellar migrate`"):
         with TestClient(create_app(settings)):
             pass
+
+
+def test_file_datasets_are_described_from_their_files(tmp_path: Path) -> None:
+    from tests.search_spaces.formats import write_planetoid
+
+    write_planetoid(tmp_path / "data", "Cora", "cora", nodes=30, features=8, classes=3, test=6)
+    url = f"sqlite:///{tmp_path / 'cellar.db'}"
+    store = Store(url)
+    upgrade(store)
+    store.dispose()
+    settings = Settings(database_url=url, api_key=KEY, start_manager=False, data_dir=tmp_path / "data")
+    with TestClient(create_app(settings)) as client:
+        datasets = {d["name"]: d for d in client.get("/v1/datasets").json()}
+        cora = datasets["cora"]
+        assert cora["available"] and cora["in_shape"] == [8] and cora["out_shape"] == [3] and cora["num_samples"] == 30
+        assert not datasets["citeseer"]["available"] and "CiteSeer/raw/ind.citeseer.x" in datasets["citeseer"]["reason"]
+        job = body(dataset="cora", search_space={"kind": "gnn", "params": {"max_layers": 1}})
+        assert client.post("/v1/jobs", json=job, headers=AUTH).status_code == 201

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 
 from search_spaces.nb201 import Cell
 from service.store import Architecture, Job, Store, Trial, TrialEpoch
+from tests.search_spaces.lemur_models import MLP_CODE
 from tests.service.jobs import job_body
 from tests.service.server import KEY, Server
 from workers.nn_module import load_nn_module
@@ -300,3 +301,42 @@ def test_a_job_the_cluster_can_never_run_fails_and_says_why(server: Server) -> N
     assert job["status"] == "failed"
     assert "one trial needs 1 CPU, 1 GPU but no Ray node has that (nodes: 2 CPU, 0 GPU)" in job["error"]
     assert job["counts"]["total"] == 0
+
+
+SPACES = [
+    ("gnn", "karate", {"max_layers": 2, "hidden_sizes": [8, 16], "readouts": ["mean"]}, {"lr": 0.01, "optimizer": "adam"}),
+    ("code", "iris", {"nn_code": MLP_CODE, "prefix": "mlp"}, {}),
+]
+
+
+@pytest.mark.parametrize(("kind", "dataset", "params", "training"), SPACES, ids=[s[0] for s in SPACES])
+def test_every_kind_of_space_searches_through_the_api(
+    server: Server, kind: str, dataset: str, params: dict[str, Any], training: dict[str, Any]
+) -> None:
+    body = job_body(
+        name=f"{kind}-{dataset}",
+        search_space={"kind": kind, "params": params},
+        dataset=dataset,
+        budget={"max_trials": 3, "epochs": 3, "parallelism": 2},
+        training=training,
+    )
+    job = server.wait(submit(server, body)["id"])
+    assert job["status"] == "succeeded", job["error"]
+    trials = get(server, f"/v1/jobs/{job['id']}/trials")["data"]
+    assert [t["state"] for t in trials] == ["complete"] * 3
+    info = next(d for d in get(server, "/v1/datasets") if d["name"] == dataset)
+    for trial in trials:
+        assert trial["metric"] == info["metric"] and trial["params"] > 0 and trial["latency_ms"] > 0
+        assert trial["prm"]["transform"] == info["transform"]
+    rows = get(server, "/v1/data", dataset=dataset, task=info["task"])["data"]
+    ours = [r for r in rows if r["job_id"] == job["id"]]
+    assert len(ours) == 3 * 3 and all(r["search_space"] == kind for r in ours)
+    for row in ours:
+        trial = next(t for t in trials if t["id"] == row["run_id"])
+        assert row["nn"] == trial["nn"] and row["metric"] == info["metric"]
+        assert row["accuracy"] == trial["epochs"][row["epoch"] - 1]["val_metric"]
+    one = get(server, f"/v1/trials/{trials[0]['id']}")
+    assert "class Net" in one["nn_code"]
+    if kind == "code":  # the sampled hyperparameters are the trial's prm, the file is the nn_code
+        assert one["nn_code"] == MLP_CODE and one["nn"].startswith("mlp-")
+        assert {"lr", "momentum", "dropout", "batch"} <= set(one["prm"]) and one["prm"] != trials[1]["prm"]

@@ -107,3 +107,30 @@ def write_tu(root: Path, name: str, graphs: int, seed: int = 0) -> tuple[list[in
     (raw / f"{name}_node_labels.txt").write_text("".join(f"{v}\n" for v in node_labels))
     (raw / f"{name}_graph_labels.txt").write_text("".join(f"{v}\n" for v in graph_labels))
     return sizes, [(label + 1) // 2 for label in graph_labels]
+
+
+def write_cifar100(root: Path, per_part: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-100's two pickles (train, test) with fine and coarse labels; returns (images, fine labels)."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    images, labels = [], []
+    for name in ("train", "test"):
+        data = rng.integers(0, 256, size=(per_part, 3072), dtype=np.uint8)
+        fine = [int(v) for v in rng.integers(0, 100, size=per_part)]
+        with open(folder / name, "wb") as handle:
+            pickle.dump({b"data": data, b"fine_labels": fine, b"coarse_labels": [f // 5 for f in fine]}, handle, protocol=2)
+        images.append(data)
+        labels.extend(fine)
+    return np.concatenate(images).reshape(-1, 3, 32, 32), np.array(labels)
+
+
+def write_every_file_dataset(root: Path) -> None:
+    """Small files for every file dataset Cellar registers."""
+    write_cifar10(root, per_batch=5)
+    write_cifar100(root, per_part=15)
+    write_mnist(root, train=16, test=8)
+    for folder, prefix in (("Cora", "cora"), ("CiteSeer", "citeseer"), ("PubMed", "pubmed")):
+        write_planetoid(root, folder, prefix, nodes=40, features=12, classes=3, test=10)
+    for name in ("MUTAG", "PROTEINS", "ENZYMES", "IMDB-BINARY", "NCI1"):
+        write_tu(root, name, graphs=20)

@@ -1,5 +1,5 @@
-"""Every registered search space, against every dataset it can serve (file datasets: the small
-files the loader tests write)."""
+"""Every registered search space, against every registered dataset it can serve (file datasets:
+small files written here in their real formats)."""
 
 from __future__ import annotations
 
@@ -17,16 +17,15 @@ from search_spaces import get_search_space, search_space_class, search_space_kin
 from search_spaces.datasets import dataset_names, get_dataset, seeded_split
 from search_spaces.metrics import metric_module
 from search_spaces.transforms import transform_module
-from tests.search_spaces.formats import write_tu
+from tests.search_spaces.formats import write_every_file_dataset
 from tests.search_spaces.lemur_models import code_for
 from workers.nn_module import load_nn_module
 from workers.tasks import prepare
 
-BUILTIN = [name for name in dataset_names() if get_dataset(name).info.source == "builtin"]
 PAIRS = [
     (kind, name)
     for kind in search_space_kinds()
-    for name in [*BUILTIN, "mutag"]
+    for name in dataset_names()
     if get_dataset(name).info.task in search_space_class(kind).tasks
 ]
 
@@ -44,12 +43,13 @@ def small_params(kind: str, dataset_kind: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("data")
-    write_tu(root, "MUTAG", graphs=20)
+    write_every_file_dataset(root)
     return root
 
 
-def test_every_space_serves_at_least_one_dataset() -> None:
+def test_every_space_serves_at_least_one_dataset_and_every_dataset_a_space() -> None:
     assert {kind for kind, _ in PAIRS} == set(search_space_kinds())
+    assert {name for _, name in PAIRS} == set(dataset_names())
 
 
 @pytest.mark.parametrize("kind", search_space_kinds())

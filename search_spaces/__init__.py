@@ -39,6 +39,7 @@ _SPACES: LazyRegistry[type[SearchSpace]] = LazyRegistry(
         "nb201": "search_spaces.nb201.space:CellSearchSpace",
         "code": "search_spaces.code.space:CodeSearchSpace",
         "gnn": "search_spaces.gnn.space:GnnSearchSpace",
+        "kan": "search_spaces.kan.space:KanSearchSpace",
     },
 )
 

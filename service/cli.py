@@ -104,8 +104,9 @@ def _best(job: dict[str, Any]) -> str:
     best = job.get("best_trial")
     if not best:
         return "best: -"
-    value = best.get("val_accuracy")
-    return f"best: {value:.4f} (trial {best['number']})" if value is not None else f"best: trial {best['number']}"
+    value = best.get("val_metric")
+    metric = best.get("metric", "")
+    return f"best: {metric} {value:.4f} (trial {best['number']})" if value is not None else f"best: trial {best['number']}"
 
 
 def _follow(client: CellarClient, job: dict[str, Any]) -> dict[str, Any]:
@@ -198,7 +199,8 @@ def trials(job_id: Annotated[int, typer.Argument(help="job id")], url: UrlOption
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table("#", "state", "arch", "params", "val_acc", "test_acc", "loss", "seconds", "error")
+    metric = rows[0]["metric"] if rows else "metric"
+    table = Table("#", "state", "arch", "params", f"val_{metric}", f"test_{metric}", "loss", "seconds", "error")
     for trial in rows:
         error = (trial.get("error") or "").strip().splitlines()
         table.add_row(
@@ -206,8 +208,8 @@ def trials(job_id: Annotated[int, typer.Argument(help="job id")], url: UrlOption
             trial["state"],
             trial.get("arch") or "-",
             _fmt(trial.get("params")),
-            _fmt(trial.get("val_accuracy")),
-            _fmt(trial.get("test_accuracy")),
+            _fmt(trial.get("val_metric")),
+            _fmt(trial.get("test_metric")),
             _fmt(trial.get("loss")),
             _fmt(trial.get("train_seconds"), 2),
             error[-1][:80] if error else "",

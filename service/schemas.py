@@ -190,11 +190,12 @@ class JobCreate(_Body):
     name: str | None = Field(None, max_length=200)
     search_space: SearchSpaceSpec
     dataset: str
-    objectives: list[ObjectiveSpec] = Field(
-        default_factory=lambda: [ObjectiveSpec(metric="val_accuracy", direction="maximize")],
+    objectives: list[ObjectiveSpec] | None = Field(
+        None,
         min_length=1,
         max_length=4,
         validate_default=True,
+        description="default: the dataset's validation metric in its direction (val_accuracy up, val_rmse down)",
     )
     strategy: StrategySpec = Field(default_factory=StrategySpec, validate_default=True)
     constraints: ConstraintsSpec = Field(default_factory=ConstraintsSpec)
@@ -217,11 +218,15 @@ class JobCreate(_Body):
 
     @field_validator("objectives")
     @classmethod
-    def _known_metrics(cls, objectives: list[ObjectiveSpec], info: ValidationInfo) -> list[ObjectiveSpec]:
+    def _known_metrics(cls, objectives: list[ObjectiveSpec] | None, info: ValidationInfo) -> list[ObjectiveSpec]:
+        dataset = info.data.get("dataset")
+        if objectives is None:
+            metric = get_dataset(dataset).info.metric if dataset is not None else "acc"
+            name, direction = METRICS[metric]
+            return [ObjectiveSpec(metric=f"val_{name}", direction=direction)]  # type: ignore[arg-type]
         metrics = [o.metric for o in objectives]
         if len(set(metrics)) != len(metrics):
             raise ValueError(f"each metric may appear once, got {metrics}")
-        dataset = info.data.get("dataset")
         if dataset is not None:
             allowed = objective_metrics(dataset)
             for i, objective in enumerate(objectives):

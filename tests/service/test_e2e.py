@@ -306,6 +306,7 @@ def test_a_job_the_cluster_can_never_run_fails_and_says_why(server: Server) -> N
 SPACES = [
     ("gnn", "karate", {"max_layers": 2, "hidden_sizes": [8, 16], "readouts": ["mean"]}, {"lr": 0.01, "optimizer": "adam"}),
     ("code", "iris", {"nn_code": MLP_CODE, "prefix": "mlp"}, {}),
+    ("kan", "kan-exp-sin", {"max_layers": 2, "widths": [4, 8], "bases": ["bspline", "rbf"]}, {"lr": 0.01, "optimizer": "adam"}),
 ]
 
 
@@ -328,6 +329,8 @@ def test_every_kind_of_space_searches_through_the_api(
     for trial in trials:
         assert trial["metric"] == info["metric"] and trial["params"] > 0 and trial["latency_ms"] > 0
         assert trial["prm"]["transform"] == info["transform"]
+    values = [t["val_metric"] for t in trials]  # the best follows the metric's direction
+    assert job["best_trial"]["val_metric"] == (min if info["metric_direction"] == "minimize" else max)(values)
     rows = get(server, "/v1/data", dataset=dataset, task=info["task"])["data"]
     ours = [r for r in rows if r["job_id"] == job["id"]]
     assert len(ours) == 3 * 3 and all(r["search_space"] == kind for r in ours)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import pickle
 import struct
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
@@ -50,8 +51,25 @@ class FileDataset(Dataset):
         assert data_dir is not None
         return _describe(type(self), data_dir, _stamp(self.required(data_dir)))
 
+    def load(self, data_dir: Path | None) -> ArrayData | GraphData | GraphSetData:
+        self.check_available(data_dir)
+        assert data_dir is not None
+        return self._read(data_dir)
+
+    def _read(self, root: Path) -> ArrayData | GraphData | GraphSetData:
+        raise NotImplementedError
+
     def _describe(self, root: Path) -> DatasetInfo:
-        return self.info
+        data = self._read(root)
+        return replace(self.info, num_samples=len(data), **self._shapes(data))
+
+    def _shapes(self, data: ArrayData | GraphData | GraphSetData) -> dict[str, tuple[int, ...]]:
+        """Shapes that depend on the files (default: none; the formats fix them)."""
+        return {}
+
+
+def _graph_shapes(features: int, labels: np.ndarray) -> dict[str, tuple[int, ...]]:
+    return {"in_shape": (features,), "out_shape": (int(labels.max()) + 1,)}
 
 
 def _exists(path: Path) -> bool:
@@ -95,14 +113,8 @@ class _Cifar(FileDataset):
             batches.append({k.decode() if isinstance(k, bytes) else k: v for k, v in raw.items()})
         return batches
 
-    def _describe(self, root: Path) -> DatasetInfo:
-        count = sum(len(batch[self.label_key]) for batch in self._batches(root))  # type: ignore[arg-type]
-        return DatasetInfo(**{**self.info.__dict__, "num_samples": count})
-
-    def load(self, data_dir: Path | None) -> ArrayData:
-        self.check_available(data_dir)
-        assert data_dir is not None
-        batches = self._batches(data_dir)
+    def _read(self, root: Path) -> ArrayData:
+        batches = self._batches(root)
         x = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches]).reshape(-1, 3, 32, 32)
         y = np.concatenate([np.asarray(b[self.label_key], dtype=np.int64) for b in batches])
         return ArrayData(x=x.astype(np.float32) / 255.0, y=y)
@@ -174,22 +186,15 @@ class Mnist(FileDataset):
     def required(self, root: Path) -> list[Path]:
         return [root / "MNIST" / "raw" / part for part in self.parts]
 
-    def _read(self, root: Path) -> tuple[np.ndarray, np.ndarray]:
+    def _read(self, root: Path) -> ArrayData:
         train_x, train_y, test_x, test_y = (read_idx(p) for p in self.required(root))
         x, y = np.concatenate([train_x, test_x]), np.concatenate([train_y, test_y])
         if x.ndim != 3 or len(x) != len(y):
             raise ValueError(f"MNIST files disagree: images {x.shape}, labels {y.shape}")
-        return x, y
-
-    def _describe(self, root: Path) -> DatasetInfo:
-        x, _ = self._read(root)
-        return DatasetInfo(**{**self.info.__dict__, "in_shape": (1, *x.shape[1:]), "num_samples": len(x)})
-
-    def load(self, data_dir: Path | None) -> ArrayData:
-        self.check_available(data_dir)
-        assert data_dir is not None
-        x, y = self._read(data_dir)
         return ArrayData(x=(x.astype(np.float32) / 255.0)[:, None], y=y.astype(np.int64))
+
+    def _shapes(self, data: ArrayData) -> dict[str, tuple[int, ...]]:  # type: ignore[override]
+        return {"in_shape": tuple(data.x.shape[1:])}
 
 
 # ---- Planetoid citation graphs ------------------------------------------------------------------
@@ -234,21 +239,8 @@ class Planetoid(FileDataset):
         edge_index = np.array(sorted(pairs), dtype=np.int64).T.reshape(2, -1)
         return GraphData(x=x, edge_index=edge_index, y=labels.argmax(axis=1).astype(np.int64))
 
-    def _describe(self, root: Path) -> DatasetInfo:
-        graph = self._read(root)
-        return DatasetInfo(
-            **{
-                **self.info.__dict__,
-                "in_shape": (graph.x.shape[1],),
-                "out_shape": (int(graph.y.max()) + 1,),
-                "num_samples": len(graph.y),
-            }
-        )
-
-    def load(self, data_dir: Path | None) -> GraphData:
-        self.check_available(data_dir)
-        assert data_dir is not None
-        return self._read(data_dir)
+    def _shapes(self, data: GraphData) -> dict[str, tuple[int, ...]]:  # type: ignore[override]
+        return _graph_shapes(data.x.shape[1], data.y)
 
 
 def _planetoid(name: str, folder: str, nodes: int, features: int, classes: int) -> type[Planetoid]:
@@ -321,21 +313,8 @@ class TUDataset(FileDataset):
         labels = np.searchsorted(np.unique(graph_labels), graph_labels).astype(np.int64)
         return GraphSetData(graphs=graphs, y=labels)
 
-    def _describe(self, root: Path) -> DatasetInfo:
-        data = self._read(root)
-        return DatasetInfo(
-            **{
-                **self.info.__dict__,
-                "in_shape": (data.graphs[0][0].shape[1],),
-                "out_shape": (int(data.y.max()) + 1,),
-                "num_samples": len(data.y),
-            }
-        )
-
-    def load(self, data_dir: Path | None) -> GraphSetData:
-        self.check_available(data_dir)
-        assert data_dir is not None
-        return self._read(data_dir)
+    def _shapes(self, data: GraphSetData) -> dict[str, tuple[int, ...]]:  # type: ignore[override]
+        return _graph_shapes(data.graphs[0][0].shape[1], data.y)
 
 
 def _tu(name: str, tu_name: str, graphs: int, features: int, classes: int) -> type[TUDataset]:

@@ -95,3 +95,40 @@ def test_nn_name_follows_lemurs_md5_of_the_code_without_whitespace() -> None:
     assert space.nn_name(RESNET) != space.nn_name(ALL_3X3)
     wider = get_search_space("nb201", {"channels": 8, "cells_per_stage": 1})
     assert wider.nn_name(RESNET) != space.nn_name(RESNET)
+
+
+def reference_count(n3: int, n1: int, channels: int, cells: int, classes: int, in_channels: int = 3) -> int:
+    """The reference network's parameters in closed form, derived from its modules: a cell's
+    parameters are its 3x3 and 1x1 ReLU-conv-BN edges (9c^2 + 2c and c^2 + 2c at width c); none,
+    skip and pooling have none. The tests above check it against counts measured with the
+    reference code."""
+    c = channels
+    stem = 9 * in_channels * c + 2 * c
+    reductions = sum(9 * ci * co + 2 * co + 9 * co * co + 2 * co + ci * co for ci, co in ((c, 2 * c), (2 * c, 4 * c)))
+    cells_total = cells * sum(n3 * (9 * w * w + 2 * w) + n1 * (w * w + 2 * w) for w in (c, 2 * c, 4 * c))
+    return stem + reductions + cells_total + 2 * 4 * c + 4 * c * classes + classes
+
+
+def test_the_closed_form_reproduces_the_measured_reference_counts() -> None:
+    counts = {ALL_3X3: (6, 0), ALL_NONE: (0, 0), ARCH_0: (0, 2), RESNET: (2, 0)}
+    for (channels, cells), by_arch in REFERENCE.items():
+        for arch, expected in by_arch.items():
+            assert reference_count(*counts[arch], channels, cells, 10) == expected
+
+
+def test_every_one_of_the_15625_cells_has_the_references_parameter_count() -> None:
+    # A cell's count depends only on how many of its 6 edges are 3x3 and 1x1 convs: the 28 pairs
+    # (n3, n1) cover all 15,625 cells. One network per pair is built; two random cells of each
+    # pair confirm the count does not depend on where the convs sit.
+    import random
+
+    cells_by_pair: dict[tuple[int, int], list[Cell]] = {}
+    for cell in Cell.all():
+        pair = (cell.ops.count("nor_conv_3x3"), cell.ops.count("nor_conv_1x1"))
+        cells_by_pair.setdefault(pair, []).append(cell)
+    assert len(cells_by_pair) == 28 and sum(map(len, cells_by_pair.values())) == 15_625
+    pick = random.Random(0)
+    for (n3, n1), cells in sorted(cells_by_pair.items()):
+        for cell in pick.sample(cells, min(2, len(cells))):
+            model = build(cell.to_string(), 16, 5, in_shape=(1, 3, 32, 32), classes=10)
+            assert sum(p.numel() for p in model.parameters()) == reference_count(n3, n1, 16, 5, 10), cell

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import importlib
 import json
 import subprocess
@@ -29,6 +28,7 @@ from search_spaces.gnn import (
     GnnSearchSpace,
 )
 from workers.nn_module import load_nn_module
+from tests.search_spaces.codecheck import imported_packages
 
 with warnings.catch_warnings():  # PyG's import calls the deprecated torch.jit.script
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -282,12 +282,7 @@ def test_space_module_stays_torch_free() -> None:
 def test_nn_code_is_a_standalone_file_under_lemurs_contract(karate: Data) -> None:
     space = GnnSearchSpace()
     code = space.nn_code(GCN2)
-    imported = set()
-    for node in ast.walk(ast.parse(code)):
-        if isinstance(node, ast.Import):
-            imported.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            imported.add((node.module or "").split(".")[0])
+    imported = imported_packages(code)
     assert imported <= {"torch", "torch_geometric", "math"}, imported
     assert "search_spaces" not in code
     namespace: dict[str, object] = {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import importlib
 import math
 import subprocess
@@ -26,6 +25,7 @@ from search_spaces.kan.layers import (
     uniform_knots,
 )
 from workers.nn_module import load_nn_module
+from tests.search_spaces.codecheck import imported_packages
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -404,16 +404,6 @@ def build(space: KanSearchSpace, encoding: str, in_shape: tuple[int, ...], outpu
     return module.Net(in_shape, (outputs,), {"lr": 0.01}, torch.device("cpu"))
 
 
-def imported_roots(code: str) -> set[str]:
-    roots = set()
-    for node in ast.walk(ast.parse(code)):
-        if isinstance(node, ast.Import):
-            roots.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            roots.add((node.module or "").split(".")[0])
-    return roots
-
-
 BUILDS = [
     ("bspline(g=5,k=3)x8|cheb(d=3)", (1, 4), 3, 4 * 8 * 9 + 8 * 3 * 5),
     ("mix(g=3,k=1,d=2)x4|rbf(g=5)", (1, 4), 3, 4 * 4 * (1 + 4 + 3 + 3) + 4 * 3 + 4 * 3 * 6),
@@ -432,7 +422,7 @@ def test_nn_code_is_standalone_and_builds_with_the_documented_parameter_count(
 ) -> None:
     space = KanSearchSpace({"include_mlp": True, "max_conv_layers": 2})
     code = space.nn_code(encoding)
-    assert imported_roots(code) <= {"torch", "math"}
+    assert imported_packages(code) <= {"torch", "math"}
     namespace: dict[str, object] = {}
     exec(compile(code, "nn_code", "exec"), namespace)  # noqa: S102
     assert namespace["ARCH"] == encoding

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import importlib
 
 import pytest
@@ -11,6 +10,7 @@ import torch
 from search_spaces import get_search_space
 from search_spaces.nb201 import Cell
 from workers.nn_module import load_nn_module
+from tests.search_spaces.codecheck import imported_packages
 
 ALL_3X3 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 ALL_NONE = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
@@ -50,12 +50,7 @@ def test_one_input_channel_saves_exactly_the_stem_weights() -> None:
 def test_nn_code_is_a_standalone_file_under_lemurs_contract() -> None:
     space = get_search_space("nb201", {"channels": 4, "cells_per_stage": 1})
     code = space.nn_code(RESNET)
-    imported = set()
-    for node in ast.walk(ast.parse(code)):
-        if isinstance(node, ast.Import):
-            imported.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            imported.add((node.module or "").split(".")[0])
+    imported = imported_packages(code)
     assert imported <= {"torch", "math"}, imported
     namespace: dict[str, object] = {}
     exec(compile(code, "nn_code", "exec"), namespace)  # noqa: S102

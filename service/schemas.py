@@ -16,9 +16,13 @@ from search_spaces.datasets import dataset_names, get_dataset, split_sizes
 from search_spaces.metrics import METRICS
 from search_spaces.transforms import TRANSFORMS
 
+from .strategies import PRUNERS, SAMPLERS, validate_pruner_params, validate_sampler_params
+
 __all__ = [
-    "SAMPLERS",
+    "CURVE_OBJECTIVES",
     "PRUNERS",
+    "SAMPLERS",
+    "STATIC_OBJECTIVES",
     "BudgetSpec",
     "ConstraintsSpec",
     "DataRow",
@@ -30,6 +34,7 @@ __all__ = [
     "JobPublic",
     "JobsPublic",
     "ObjectiveSpec",
+    "ParetoPublic",
     "ResourcesSpec",
     "SearchSpacePublic",
     "SearchSpaceSpec",
@@ -41,8 +46,9 @@ __all__ = [
     "objective_metrics",
 ]
 
-SAMPLERS = ("tpe", "random")
-PRUNERS = ("none", "median", "successive_halving", "hyperband")
+#: curve objectives have a per-epoch value (pruning judges them); static ones are known at setup
+CURVE_OBJECTIVES = ("val_loss", *(f"val_{name}" for name, _ in METRICS.values()))
+STATIC_OBJECTIVES = ("params", "flops", "latency_ms")
 
 
 class _Body(BaseModel):
@@ -89,13 +95,26 @@ class ObjectiveSpec(_Body):
 
 
 class StrategySpec(_Body):
-    sampler: Literal["tpe", "random"] = "tpe"
-    pruner: Literal["none", "median", "successive_halving", "hyperband"] = "none"
+    sampler: Literal["tpe", "random", "gp", "nsga2", "evolution", "grid"] = "tpe"
+    sampler_params: dict[str, Any] = Field(
+        default_factory=dict, description="the sampler's own parameters (GET /v1/strategies lists them)"
+    )
+    pruner: Literal["none", "median", "asha", "successive_halving", "hyperband"] = Field(
+        "none", description="successive_halving is the older name of asha"
+    )
+    pruner_params: dict[str, Any] = Field(default_factory=dict, description="the pruner's own parameters")
     seed: int = Field(0, ge=0, le=2**32 - 1)
     initial_architectures: list[str] = Field(
         default_factory=list,
         max_length=10_000,
         description="encodings to evaluate first, in order, before the sampler proposes its own",
+    )
+    cache: bool = Field(
+        True,
+        description=(
+            "reuse the result of the same network trained under the same protocol (dataset, split, "
+            "training hyperparameters, epochs, seed) by an earlier job instead of training it again"
+        ),
     )
     reproducible: bool = Field(
         True,
@@ -120,6 +139,15 @@ class BudgetSpec(_Body):
     parallelism: int = Field(1, gt=0, le=1024)
     epoch_timeout_s: float | None = Field(
         None, gt=0, le=7 * 86400, description="a trial whose step (setup + epoch, or one epoch) takes longer fails"
+    )
+    trial_retries: int = Field(
+        1,
+        ge=0,
+        le=10,
+        description=(
+            "how often a trial whose worker process died (killed, node lost) runs again before it is "
+            "marked failed; an exception in the trial itself is never retried"
+        ),
     )
 
     @model_validator(mode="after")
@@ -241,16 +269,30 @@ class JobCreate(_Body):
     @classmethod
     def _strategy_fits(cls, strategy: StrategySpec, info: ValidationInfo) -> StrategySpec:
         objectives = info.data.get("objectives")
+        n_objectives = len(objectives) if objectives is not None else 1
+        try:
+            strategy.sampler_params = validate_sampler_params(
+                strategy.sampler, strategy.sampler_params, n_objectives=n_objectives
+            )
+            strategy.pruner_params = validate_pruner_params(strategy.pruner, strategy.pruner_params)
+        except ValueError as error:
+            raise ValueError(str(error)) from None
         if strategy.pruner != "none" and objectives is not None:
-            prunable = [m for m in ("val_loss", *[f"val_{n}" for n, _ in METRICS.values()])]
-            if len(objectives) > 1:
-                raise ValueError("pruner: multi-objective jobs cannot be pruned yet; use \"none\"")
-            if objectives[0].metric not in prunable:
+            metrics = [o.metric for o in objectives]
+            curves = [m for m in metrics if m in CURVE_OBJECTIVES]
+            if len(curves) != 1 or not set(metrics) <= {*CURVE_OBJECTIVES, *STATIC_OBJECTIVES}:
                 raise ValueError(
-                    f"pruner: the objective {objectives[0].metric!r} has no per-epoch curve to prune on; "
-                    f"prune only jobs whose objective is one of {_choices(prunable)}, or use \"none\""
+                    f"pruner: pruning needs exactly one objective with a per-epoch curve "
+                    f"({_choices(CURVE_OBJECTIVES)}) and, for multi-objective jobs, others known before "
+                    f"training ends ({_choices(STATIC_OBJECTIVES)}); the objectives are {metrics}. "
+                    f"Change the objectives or use \"none\""
                 )
         spec = info.data.get("search_space")
+        if spec is not None and strategy.sampler == "grid" and spec.build().grid() is None:
+            raise ValueError(
+                f"sampler: search space {spec.kind!r} is conditional and has no grid; use \"grid\" with "
+                f"a plain product space such as 'nb201', or another sampler"
+            )
         if spec is not None and strategy.initial_architectures:
             space = spec.build()
             canonical = []
@@ -334,7 +376,8 @@ class TrialPublic(BaseModel):
     prm: dict[str, Any] = Field(description="LEMUR prm: the training hyperparameters")
     seed: int
     split: dict[str, Any] | None
-    duplicate_of: int | None
+    duplicate_of: int | None = Field(description="the trial whose result this one reuses (same job, or a cache hit)")
+    cache_hit: bool = Field(False, description="the result came from an earlier job's identical training")
     origin: str = Field(description="sampler, initial (the job's list) or retry")
     retry_of: int | None = Field(description="for a retry: the interrupted trial it runs again")
     requeued: bool = Field(description="interrupted; its configuration was handed to a retry")
@@ -369,6 +412,18 @@ class JobPublic(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class ParetoPublic(BaseModel):
+    job_id: int
+    objectives: list[dict[str, Any]] = Field(description="the job's objectives, in the order of each trial's values")
+    reference_point: list[float] | None = Field(
+        description="the hypervolume's reference: the query's, else the Pareto set's nadir worsened by 10% of "
+        "its range per objective (by 1 where the range is 0)"
+    )
+    hypervolume: float | None = Field(description="the objective-space volume the set dominates up to the reference")
+    count: int
+    data: list[TrialPublic] = Field(description="the non-dominated complete trials, by trial number")
 
 
 class JobsPublic(BaseModel):

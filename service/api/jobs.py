@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
@@ -18,11 +19,11 @@ from search_spaces.datasets import get_dataset
 from ..errors import InvalidRequestError
 from ..manager import JobManager
 from ..settings import Settings
-from ..schemas import JobCreate, JobPublic, JobsPublic, TrialPublic, TrialsPublic
+from ..schemas import JobCreate, JobPublic, JobsPublic, ParetoPublic, TrialPublic, TrialsPublic
 from ..store import JobStatus, Store, Trial, TrialState
 from ..store import queries
 from .deps import ReadAccess, StoreDep, WriteAccess, get_manager, get_settings_dep
-from .views import job_public, trial_public
+from .views import job_public, pareto_public, trial_public
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
@@ -97,6 +98,30 @@ def list_jobs(
 @router.get("/jobs/{job_id}", dependencies=[ReadAccess])
 def get_job(job_id: int, store: StoreDep) -> JobPublic:
     return _job_view(store, job_id)
+
+
+@router.get("/jobs/{job_id}/pareto", dependencies=[ReadAccess])
+def get_pareto(
+    job_id: int,
+    store: StoreDep,
+    reference: Annotated[
+        list[float] | None,
+        Query(description="hypervolume reference point, one value per objective: ?reference=0&reference=200000"),
+    ] = None,
+) -> ParetoPublic:
+    """The non-dominated complete trials of a job (any number of objectives) and their hypervolume."""
+    with store.read() as session:
+        job = queries.get_job(session, job_id)
+        objectives = job.spec.get("objectives", [])
+        if reference is not None and (
+            len(reference) != len(objectives) or not all(math.isfinite(v) for v in reference)
+        ):
+            raise InvalidRequestError(
+                f"reference: give one finite value per objective ({len(objectives)}: "
+                f"{', '.join(o['metric'] for o in objectives)}), got {reference}",
+                field=("query", "reference"),
+            )
+        return pareto_public(job, _complete_trials(session, [job_id])[job_id], reference)
 
 
 @router.get("/jobs/{job_id}/trials", dependencies=[ReadAccess])

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..schemas import EpochPublic, JobPublic, TrialCounts, TrialPublic
+from .. import strategies
+from ..schemas import EpochPublic, JobPublic, ParetoPublic, TrialCounts, TrialPublic
 from ..store import Job, Trial, TrialState
 
-__all__ = ["best_trials", "job_public", "non_dominated", "trial_public"]
+__all__ = ["best_trials", "counted_results", "job_public", "non_dominated", "pareto_public", "trial_public"]
 
 
 def _named(metric: str, value: float | None) -> dict[str, float | None]:
@@ -57,6 +58,7 @@ def trial_public(trial: Trial, metric: str, *, with_code: bool = False) -> Trial
         duplicate_of=trial.duplicate_of_trial_id,
         origin=trial.origin,
         retry_of=trial.retry_of_trial_id,
+        cache_hit=bool(trial.cache_hit),
         requeued=trial.requeued,
         worker=trial.worker,
         error=trial.error,
@@ -67,35 +69,53 @@ def trial_public(trial: Trial, metric: str, *, with_code: bool = False) -> Trial
     )
 
 
-def _dominates(a: Sequence[float], b: Sequence[float], signs: Sequence[float]) -> bool:
-    """``a`` is at least as good as ``b`` everywhere and better somewhere (signs: +1 maximise)."""
-    better = False
-    for x, y, sign in zip(a, b, signs):
-        if sign * x < sign * y:
-            return False
-        if sign * x > sign * y:
-            better = True
-    return better
-
-
 def non_dominated(trials: Sequence[Trial], directions: Sequence[str]) -> list[Trial]:
-    signs = [1.0 if d == "maximize" else -1.0 for d in directions]
-    scored = [t for t in trials if t.values is not None and len(t.values) == len(signs)]
-    return [t for t in scored if not any(_dominates(o.values, t.values, signs) for o in scored if o is not t)]  # type: ignore[arg-type]
+    """The trials no other dominates (on their objective values; trials without values are left out)."""
+    scored = [t for t in trials if t.values is not None and len(t.values) == len(directions)]
+    return [scored[i] for i in strategies.non_dominated([t.values for t in scored], directions)]  # type: ignore[misc]
+
+
+def counted_results(trials: Sequence[Trial]) -> list[Trial]:
+    """Complete trials with values, without in-job duplicates (their original stands for them);
+    cache hits are the job's own results and stay."""
+    return [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE and t.values and (t.duplicate_of_trial_id is None or t.cache_hit)
+    ]
 
 
 def best_trials(job: Job, trials: Sequence[Trial]) -> tuple[Trial | None, list[Trial]]:
-    """(the best trial of a single-objective job, the non-dominated set); duplicates excluded."""
+    """(the best trial of a single-objective job, the non-dominated set)."""
     directions = [o["direction"] for o in job.spec.get("objectives", [])]
-    complete = [
-        t for t in trials if t.state == TrialState.COMPLETE and t.values and t.duplicate_of_trial_id is None
-    ]
+    complete = counted_results(trials)
     front = sorted(non_dominated(complete, directions), key=lambda t: t.number)
     best = None
     if len(directions) == 1 and complete:
         sign = 1.0 if directions[0] == "maximize" else -1.0
         best = max(complete, key=lambda t: (sign * t.values[0], -t.number))  # type: ignore[index]
     return best, front
+
+
+def pareto_public(job: Job, trials: Sequence[Trial], reference: list[float] | None) -> ParetoPublic:
+    """The job's Pareto set with its hypervolume; ``reference`` defaults to ``reference_point``."""
+    objectives = job.spec.get("objectives", [])
+    directions = [o["direction"] for o in objectives]
+    complete = counted_results(trials)
+    front = sorted(non_dominated(complete, directions), key=lambda t: t.number)
+    volume = None
+    if front:
+        if reference is None:
+            reference = strategies.reference_point([t.values for t in front], directions)  # type: ignore[misc]
+        volume = strategies.hypervolume([t.values for t in front], directions, reference)  # type: ignore[misc]
+    return ParetoPublic(
+        job_id=job.job_id,
+        objectives=objectives,
+        reference_point=reference if front else None,
+        hypervolume=volume,
+        count=len(front),
+        data=[trial_public(t, job.metric) for t in front],
+    )
 
 
 def job_public(job: Job, counts: dict[str, int], trials: Sequence[Trial]) -> JobPublic:

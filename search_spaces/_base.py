@@ -95,6 +95,11 @@ class SearchSpace(ABC):
     def dedup_key(self, encoding: str) -> str:
         """Equal for encodings that compute the same function (isomorphic architectures)."""
 
+    def grid(self) -> dict[str, list[Any]] | None:
+        """Every choice ``sample`` makes and its values, when the space is a plain product of
+        categorical choices (what a grid search enumerates); None for conditional spaces."""
+        return None
+
     def hyperparameters(self, encoding: str) -> dict[str, Any]:
         """Training hyperparameters the architecture brings (merged into LEMUR's ``prm``)."""
         return {}

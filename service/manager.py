@@ -20,10 +20,15 @@ configurations run again first (``origin = retry``) and only the retries count t
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
+import os
+import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,7 +36,7 @@ from typing import Any
 import optuna
 from optuna.distributions import distribution_to_json, json_to_distribution
 from optuna.trial import TrialState as OptunaState
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from search_spaces import get_search_space
 from search_spaces._codegen import module_source
@@ -43,11 +48,12 @@ from workers.protocol import TrialPayload
 
 from .errors import StoreUnavailableError
 from .identity import arch_hash, dedup_hash
-from .schemas import JobCreate
+from .schemas import CURVE_OBJECTIVES, JobCreate
 from .settings import Settings
 from .store import Job, JobStatus, Store, Trial, TrialEpoch, TrialState
 from .store.models import utcnow
 from .store.queries import get_or_create_architecture, get_or_create_source
+from .strategies import CURVE_ATTR, STATIC_ATTR, make_multi_objective_pruner, make_pruner, make_sampler
 
 __all__ = ["JobManager", "JobRunner"]
 
@@ -58,6 +64,9 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 _MAX_ASKS_PER_TICK = 256
 _ORIGIN = "cellar_origin"
 _RETRY_OF = "cellar_retry_of"
+#: bump when training changes in a way that makes earlier results incomparable (the cache key)
+_PROTOCOL_VERSION = 1
+_WORKER_LOST = "WorkerLost"
 
 
 @dataclass
@@ -70,6 +79,8 @@ class _Running:
     call_started: float = field(default_factory=time.monotonic)
     setup: dict[str, Any] = field(default_factory=dict)
     last_epoch: dict[str, Any] = field(default_factory=dict)
+    #: the curve objective by epoch (multi-objective pruning reads it from the trial's user attrs)
+    curve: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -90,21 +101,33 @@ class _Unsaved:
 
 
 def _make_sampler(spec: JobCreate) -> optuna.samplers.BaseSampler:
-    seed = spec.strategy.seed
-    if spec.strategy.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
+    strategy = spec.strategy
+    return make_sampler(
+        strategy.sampler,
+        strategy.sampler_params,
+        seed=strategy.seed,
+        n_objectives=len(spec.objectives),
+        grid=spec.search_space.build().grid() if strategy.sampler == "grid" else None,
+    )
 
 
 def _make_pruner(spec: JobCreate) -> optuna.pruners.BasePruner:
-    name, epochs = spec.strategy.pruner, spec.budget.epochs
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=max(2, spec.budget.parallelism), n_warmup_steps=0)
-    if name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1)
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
-    return optuna.pruners.NopPruner()
+    strategy, budget = spec.strategy, spec.budget
+    if len(spec.objectives) == 1:
+        return make_pruner(strategy.pruner, strategy.pruner_params, epochs=budget.epochs, parallelism=budget.parallelism)
+    return make_multi_objective_pruner(
+        strategy.pruner,
+        strategy.pruner_params,
+        epochs=budget.epochs,
+        parallelism=budget.parallelism,
+        directions=[o.direction for o in spec.objectives],
+        curve_index=_curve_index(spec),
+    )
+
+
+def _curve_index(spec: JobCreate) -> int:
+    """Index of the objective with a per-epoch curve (a pruned job has exactly one)."""
+    return next((i for i, o in enumerate(spec.objectives) if o.metric in CURVE_OBJECTIVES), 0)
 
 
 class JobRunner:
@@ -120,7 +143,7 @@ class JobRunner:
             if job is None:
                 raise LookupError(f"job {job_id} vanished from the store")
             self.spec = JobCreate.model_validate(job.spec)
-            self.started_at: datetime = job.started_at or utcnow()
+            self.started_at: datetime = job.started_at or self.executor.now()
         self.info = get_dataset(self.spec.dataset).describe(settings.data_dir)
         self.space = get_search_space(self.spec.search_space.kind, self.spec.search_space.params, task=self.info.task)
         self.in_shape = [1, *self.info.in_shape]
@@ -128,13 +151,19 @@ class JobRunner:
         self.metric_key = f"val_{METRICS[self.info.metric][0]}"
         self.parallelism = self.spec.budget.parallelism
         self.reproducible = self.spec.strategy.reproducible
-        self.pruning = len(self.spec.objectives) == 1 and self.spec.strategy.pruner != "none"
+        self.pruning = self.spec.strategy.pruner != "none"
+        #: several objectives: Optuna's report/should_prune refuse, the manager drives the pruner
+        self.multi_objective = len(self.spec.objectives) > 1
+        self.curve_index = _curve_index(self.spec)
+        self.pruner = _make_pruner(self.spec)
         self.study = optuna.create_study(
             study_name=f"cellar-job-{job_id}",
             directions=[o.direction for o in self.spec.objectives],
             sampler=_make_sampler(self.spec),
-            pruner=_make_pruner(self.spec),
+            pruner=self.pruner,
         )
+        grid = self.space.grid() if self.spec.strategy.sampler == "grid" else None
+        self.grid_size = math.prod(len(values) for values in grid.values()) if grid is not None else None
         self.slots = 0
         #: trials asked so far, i.e. the next trial's number (``study.trials`` also holds enqueued ones)
         self.asked = 0
@@ -143,6 +172,8 @@ class JobRunner:
         self.running: dict[int, _Running] = {}
         self.untold: dict[int, _Told] = {}  # number -> outcome not yet told to the study
         self.complete_by_dedup: dict[str, tuple[int, int]] = {}  # dedup hash -> (trial_id, number)
+        #: trial id -> worker losses in its retry chain (itself included)
+        self.losses: dict[int, int] = {}
         self.stop_reason: str | None = None
         self.done = False
         self.metric_source_id: int | None = None
@@ -166,20 +197,32 @@ class JobRunner:
         return max(0, slots)
 
     # ---- start / resume ----------------------------------------------------------------------
-    def resume(self, slots: int) -> None:
-        """Mark the job running, requeue trials a previous server left running, replay the study.
+    def resume(self, slots: int, owner: str, lease_s: float) -> None:
+        """Claim the job's lease, mark it running, requeue trials a previous server left running
+        (their server's lease expired: it stopped heartbeating), replay the study.
 
         ``slots`` may be below ``parallelism`` on a small cluster; the reproducible order still
         follows ``parallelism``, so the architectures sampled do not depend on the cluster.
         """
-        now = utcnow()
+        now = self.executor.now()
+        wall = utcnow()
         with self.store.write() as session:
             started = session.execute(
                 update(Job)
-                .where(Job.job_id == self.job_id, Job.status.in_(JobStatus.ACTIVE))
-                .values(status=JobStatus.RUNNING, error=None, updated_at=now)
+                .where(
+                    Job.job_id == self.job_id,
+                    Job.status.in_(JobStatus.ACTIVE),
+                    or_(Job.lease_owner.is_(None), Job.lease_owner == owner, Job.lease_expires_at < wall),
+                )
+                .values(
+                    status=JobStatus.RUNNING,
+                    error=None,
+                    updated_at=wall,
+                    lease_owner=owner,
+                    lease_expires_at=wall + timedelta(seconds=lease_s),
+                )
             )
-            if started.rowcount == 0:  # cancelled between the manager's read and now
+            if started.rowcount == 0:  # cancelled, or another server holds it, since the manager's read
                 self.done = True
                 return
             job = session.get(Job, self.job_id)
@@ -192,7 +235,10 @@ class JobRunner:
                 .values(
                     state=TrialState.FAILED,
                     requeued=True,
-                    error="interrupted: the server stopped while this trial ran; its configuration runs again",
+                    error=(
+                        "interrupted: the server running this job stopped (its lease expired) while this "
+                        "trial ran; its configuration runs again"
+                    ),
                     finished_at=now,
                 )
             )
@@ -223,9 +269,9 @@ class JobRunner:
         )
 
     def _pruning_value(self, epoch: TrialEpoch | dict[str, Any]) -> float | None:
-        """The per-epoch value the pruner judges: the objective's own metric."""
+        """The per-epoch value the pruner judges: the curve objective's own metric."""
         get = epoch.get if isinstance(epoch, dict) else lambda key: getattr(epoch, key)
-        metric = self.spec.objectives[0].metric
+        metric = self.spec.objectives[self.curve_index].metric
         value = get("val_loss") if metric == "val_loss" else get("val_metric")
         return None if value is None else float(value)
 
@@ -238,9 +284,21 @@ class JobRunner:
             TrialState.PRUNED: OptunaState.PRUNED,
         }.get(trial.state, OptunaState.FAIL)
         values = trial.values if state == OptunaState.COMPLETE else None
-        intermediate = {}
+        intermediate: dict[int, float] = {}
+        user_attrs: dict[str, Any] = {}
         if self.pruning:
             intermediate = {e.epoch: v for e in trial.epoch_rows if (v := self._pruning_value(e)) is not None}
+            if self.multi_objective:
+                architecture = trial.architecture
+                user_attrs = {
+                    CURVE_ATTR: {str(k): v for k, v in intermediate.items()},
+                    STATIC_ATTR: self._static_values(
+                        params=architecture.num_params if architecture is not None else None,
+                        flops=architecture.flops if architecture is not None else None,
+                        latency_ms=trial.latency_ms,
+                    ),
+                }
+                intermediate = {}  # Optuna keeps no intermediate values for multi-objective trials
         self.study.add_trial(
             optuna.trial.create_trial(
                 state=OptunaState.RUNNING if hidden else state,
@@ -248,14 +306,21 @@ class JobRunner:
                 distributions={k: json_to_distribution(v) for k, v in trial.distributions.items()},
                 values=None if hidden else values,
                 intermediate_values=intermediate or None,
+                user_attrs=user_attrs or None,
             )
         )
         if hidden:
             self.untold[trial.number] = _Told(state, values)
         self.asked += 1
         self.requeued += int(trial.requeued)
+        self._count_losses(trial.trial_id, trial.retry_of_trial_id, trial.error)
         if state == OptunaState.COMPLETE and trial.architecture is not None and trial.duplicate_of_trial_id is None:
             self.complete_by_dedup.setdefault(trial.architecture.dedup_hash, (trial.trial_id, trial.number))
+
+    def _count_losses(self, trial_id: int, retry_of: int | None, error: str | None) -> None:
+        """Worker losses in the trial's retry chain, itself included (bounds its retries)."""
+        inherited = self.losses.get(retry_of, 0) if retry_of is not None else 0
+        self.losses[trial_id] = inherited + int(bool(error and error.startswith(_WORKER_LOST)))
 
     # ---- the loop's entry points -------------------------------------------------------------
     def advance(self, cancel_requested: bool) -> None:
@@ -265,7 +330,7 @@ class JobRunner:
         if cancel_requested and self.stop_reason is None:
             self._stop("cancelled", "the job was cancelled")
         limit = self.spec.budget.time_limit_s
-        if limit is not None and self.stop_reason is None and utcnow() - self.started_at > timedelta(seconds=limit):
+        if limit is not None and self.stop_reason is None and self.executor.now() - self.started_at > timedelta(seconds=limit):
             self._stop("time limit", f"stopped: the job's time_limit_s ({limit:g} s) was reached")
         self._check_timeouts()
         # bounded, so that a space that only yields duplicates cannot keep the loop from time limits
@@ -296,7 +361,10 @@ class JobRunner:
     # ---- asking ------------------------------------------------------------------------------
     def _budget_spent(self) -> bool:
         max_trials = self.spec.budget.max_trials
-        return max_trials is not None and self.asked - self.requeued >= max_trials
+        if max_trials is not None and self.asked - self.requeued >= max_trials:
+            return True
+        # a grid search ends when every point was asked (Optuna would start over)
+        return self.grid_size is not None and self.asked - self.requeued >= self.grid_size
 
     @property
     def _horizon(self) -> int:
@@ -344,7 +412,7 @@ class JobRunner:
         prm = {**self._prm(), **self.space.hyperparameters(encoding)}
         dedup = dedup_hash(self.space, encoding, self.in_shape, self.out_shape)
         duplicate_id = self._original_of(dedup)
-        now = utcnow()
+        now = self.executor.now()
         # If the write fails, nothing is stored and ``_unsaved`` keeps the trial for the next try,
         # so the numbers in the store stay dense (the study is replayed from them on restart). A
         # commit whose answer was lost may have landed: then the row is already there.
@@ -359,11 +427,13 @@ class JobRunner:
                 row = self._new_row(session, trial, encoding, dedup, prm, duplicate_id, now)
             trial_id, values = row.trial_id, row.values
             nn_code, nn_name = row.architecture.nn_code, row.architecture.nn_name  # type: ignore[union-attr]
-            duplicate_id = row.duplicate_of_trial_id
+            duplicate_id, retry_of, cache_hit = row.duplicate_of_trial_id, row.retry_of_trial_id, row.cache_hit
         self._unsaved = None
         self.asked += 1
+        self._count_losses(trial_id, retry_of, None)
         if duplicate_id is not None:
-            log.info("job %s trial %s duplicates trial %s", self.job_id, trial.number, duplicate_id)
+            what = "is a cache hit of" if cache_hit else "duplicates"
+            log.info("job %s trial %s %s trial %s", self.job_id, trial.number, what, duplicate_id)
             self._record_outcome(trial.number, OptunaState.COMPLETE, values)
             return
         payload = TrialPayload(
@@ -384,6 +454,8 @@ class JobRunner:
             max_params=self.spec.constraints.max_params,
             max_flops=self.spec.constraints.max_flops,
             memory_limit_mb=self.spec.resources.memory_mb_per_trial,
+            arch=encoding,
+            search_space=self.space.kind,
         )
         self.running[trial_id] = _Running(trial_id=trial_id, number=trial.number, optuna_trial=trial)
         self.executor.start_trial(self.job_id, payload)
@@ -398,6 +470,8 @@ class JobRunner:
         duplicate_id: int | None,
         now: datetime,
     ) -> Trial:
+        """The trial's row; complete at once when it duplicates a trial of this job, or when the
+        cache holds the same network trained under the same protocol by another job."""
         architecture = get_or_create_architecture(
             session,
             search_space=self.space.kind,
@@ -428,17 +502,73 @@ class JobRunner:
             heartbeat_at=now,
         )
         row.architecture = architecture
-        if duplicate_id is not None:
-            original = session.get(Trial, duplicate_id)
-            assert original is not None
+        row.cache_key = self._cache_key(architecture.arch_hash, prm)
+        cached = None
+        if duplicate_id is None and self.spec.strategy.cache:
+            cached = session.scalars(
+                select(Trial)
+                .where(
+                    Trial.cache_key == row.cache_key,
+                    Trial.job_id != self.job_id,
+                    Trial.state == TrialState.COMPLETE,
+                    Trial.duplicate_of_trial_id.is_(None),
+                )
+                .order_by(Trial.trial_id)
+                .limit(1)
+            ).first()
+        original = session.get(Trial, duplicate_id) if duplicate_id is not None else cached
+        values = None
+        if original is not None:
+            last = original.epoch_rows[-1] if original.epoch_rows else None
+            # recomputed, not copied: a cache hit's job may have other objectives than the original's
+            values = self._objective_values(
+                val_metric=original.val_metric,
+                val_loss=last.val_loss if last is not None else None,
+                params=original.architecture.num_params if original.architecture is not None else None,
+                flops=original.architecture.flops if original.architecture is not None else None,
+                latency_ms=original.latency_ms,
+                train_seconds=original.train_seconds,
+            )
+        if original is not None and values is not None:
             row.state = TrialState.COMPLETE
-            row.duplicate_of_trial_id = duplicate_id
-            for name in ("values", "val_metric", "test_metric", "loss", "train_seconds", "latency_ms", "split", "worker"):
+            row.duplicate_of_trial_id = original.trial_id
+            row.cache_hit = cached is not None
+            row.values = values
+            for name in ("val_metric", "test_metric", "loss", "train_seconds", "latency_ms", "split", "worker"):
                 setattr(row, name, getattr(original, name))
             row.finished_at = now
         session.add(row)
         session.flush()
         return row
+
+    def _cache_key(self, arch_hash: str, prm: dict[str, Any]) -> str:
+        """Equal for trainings that must give the same result: the same concrete network, data,
+        split and training hyperparameters, epochs and seed, under the same training code."""
+        protocol = {
+            "version": _PROTOCOL_VERSION,
+            "arch": arch_hash,
+            "dataset": self.spec.dataset,
+            "samples": self.info.num_samples,
+            "split": list(self.spec.training.split),
+            "prm": prm,
+            "epochs": self.spec.budget.epochs,
+            "seed": self.spec.training_seed,
+        }
+        return hashlib.sha256(json.dumps(protocol, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _objective_values(self, **metrics: Any) -> list[float] | None:
+        """The job's objective values, in its order, from a trial's metrics (None if one is missing)."""
+        by_name = {self.metric_key: metrics.get("val_metric"), **metrics}
+        values = [by_name.get(o.metric) for o in self.spec.objectives]
+        if any(v is None for v in values):
+            return None
+        return [float(v) for v in values]  # type: ignore[arg-type]
+
+    def _static_values(self, **metrics: Any) -> list[float | None]:
+        """Per objective, its value when known before training ends (None for the curve)."""
+        return [
+            None if i == self.curve_index else metrics.get(o.metric) for i, o in enumerate(self.spec.objectives)
+        ]
 
     def _prm(self) -> dict[str, Any]:
         t = self.spec.training
@@ -467,6 +597,11 @@ class JobRunner:
                 trial.architecture.num_params = int(data["num_params"])
                 trial.architecture.flops = data.get("flops")
         running.setup = data
+        if self.pruning and self.multi_objective:
+            static = self._static_values(
+                params=data.get("num_params"), flops=data.get("flops"), latency_ms=data.get("latency_ms")
+            )
+            running.optuna_trial.set_user_attr(STATIC_ATTR, static)
 
     def _on_epoch(self, running: _Running, data: dict[str, Any]) -> None:
         epoch = int(data["epoch"])
@@ -494,9 +629,12 @@ class JobRunner:
         running.last_epoch = data
         if self.pruning:
             value = self._pruning_value(data)
-            if value is not None:
+            if value is not None and self.multi_objective:
+                running.curve[str(epoch)] = value
+                running.optuna_trial.set_user_attr(CURVE_ATTR, dict(running.curve))
+            elif value is not None:
                 running.optuna_trial.report(value, epoch)
-            if epoch < self.spec.budget.epochs and running.optuna_trial.should_prune():
+            if epoch < self.spec.budget.epochs and self._should_prune(running):
                 self._end_trial(running, TrialState.PRUNED, error=None)
                 self.executor.release(running.trial_id)
                 return
@@ -506,17 +644,24 @@ class JobRunner:
         else:
             self.executor.finish(running.trial_id)
 
+    def _should_prune(self, running: _Running) -> bool:
+        if not self.multi_objective:
+            return running.optuna_trial.should_prune()
+        frozen = self.study.get_trials(deepcopy=False)[running.number]
+        return self.pruner.prune(self.study, frozen)
+
     def _on_final(self, running: _Running, data: dict[str, Any]) -> None:
-        metrics = {
-            self.metric_key: running.last_epoch.get("val_metric"),
-            "val_loss": running.last_epoch.get("val_loss"),
-            "params": running.setup.get("num_params"),
-            "flops": running.setup.get("flops"),
-            "latency_ms": running.setup.get("latency_ms"),
-            "train_seconds": data.get("train_seconds"),
-        }
-        values = [float(metrics[o.metric]) for o in self.spec.objectives]  # type: ignore[arg-type]
-        now = utcnow()
+        values = self._objective_values(
+            val_metric=running.last_epoch.get("val_metric"),
+            val_loss=running.last_epoch.get("val_loss"),
+            params=running.setup.get("num_params"),
+            flops=running.setup.get("flops"),
+            latency_ms=running.setup.get("latency_ms"),
+            train_seconds=data.get("train_seconds"),
+        )
+        if values is None:
+            raise RuntimeError(f"trial {running.trial_id}: the worker did not report every objective's metric")
+        now = self.executor.now()
         with self.store.write() as session:
             trial = session.get(Trial, running.trial_id)
             assert trial is not None
@@ -535,18 +680,45 @@ class JobRunner:
 
     def _on_error(self, running: _Running, event: ExecutorEvent) -> None:
         message = event.error or "Error: the trial failed without a message"
-        if event.traceback:
-            message = f"{message}\n\n{event.traceback}"
-        self._end_trial(running, TrialState.FAILED, error=message)
+        if not event.worker_lost:
+            if event.traceback:
+                message = f"{message}\n\n{event.traceback}"
+            self._end_trial(running, TrialState.FAILED, error=message)
+            return
+        # the worker process died (killed, out of host memory, node lost): not the trial's fault
+        if not message.startswith(_WORKER_LOST):
+            message = f"{_WORKER_LOST}: {message}"
+        losses = self.losses.get(running.trial_id, 0) + 1
+        allowed = self.spec.budget.trial_retries
+        retry = losses <= allowed
+        note = (
+            f"; its configuration runs again (retry {losses} of {allowed})"
+            if retry
+            else f"; not retried (budget.trial_retries = {allowed} used up)"
+        )
+        detail = f"{message}{note}" + (f"\n\n{event.traceback}" if event.traceback else "")
+        self._end_trial(running, TrialState.FAILED, error=detail, requeued=retry)
+        self.losses[running.trial_id] = losses
+        if retry:
+            self.requeued += 1
+            params = self._stored_params(running.trial_id)
+            self.study.enqueue_trial(params, user_attrs={_ORIGIN: "retry", _RETRY_OF: running.trial_id})
+            log.warning("job %s trial %s lost its worker; retrying", self.job_id, running.number)
 
-    def _end_trial(self, running: _Running, state: str, error: str | None) -> None:
+    def _stored_params(self, trial_id: int) -> dict[str, Any]:
+        with self.store.read() as session:
+            trial = session.get(Trial, trial_id)
+            assert trial is not None
+            return dict(trial.params)
+
+    def _end_trial(self, running: _Running, state: str, error: str | None, *, requeued: bool = False) -> None:
         """Persist a trial that ended without completing (pruned, failed, stopped)."""
-        now = utcnow()
+        now = self.executor.now()
         with self.store.write() as session:
             session.execute(
                 update(Trial)
                 .where(Trial.trial_id == running.trial_id)
-                .values(state=state, error=error, finished_at=now, heartbeat_at=now)
+                .values(state=state, error=error, finished_at=now, heartbeat_at=utcnow(), requeued=requeued)
             )
         self.running.pop(running.trial_id, None)
         self._record_outcome(
@@ -599,7 +771,8 @@ class JobRunner:
                 )
             else:
                 job.status, job.error = JobStatus.SUCCEEDED, None
-            job.finished_at = utcnow()
+            job.finished_at = self.executor.now()
+            job.lease_owner, job.lease_expires_at = None, None
         self.executor.close_job(self.job_id)
         self.done = True
         log.info("job %s finished", self.job_id)
@@ -626,6 +799,9 @@ class JobManager:
         self._thread: threading.Thread | None = None
         #: events whose handling failed on a store outage; handled again before new ones
         self._retry: list[ExecutorEvent] = []
+        #: this server's name on the leases of the jobs it runs
+        self.owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._renewed = 0.0
         self.state = "starting"
         self.error: str | None = None
 
@@ -684,11 +860,13 @@ class JobManager:
             for runner in self.runners.values():
                 runner.abandon()
             self.executor.shutdown()
+            self._release_leases()
             self.state = "stopped"
 
     def tick(self) -> None:
         """One round: start jobs, handle the workers' reports, then apply cancels and limits and
         start new trials. Reports come first, so a cancel never discards a result already in."""
+        self._renew_leases()
         self._adopt()
         if any(runner.running for runner in self.runners.values()):
             self._handle_events(self.executor.poll(self.settings.poll_interval_s))
@@ -703,6 +881,50 @@ class JobManager:
                 self._guard(runner, runner.advance, cancels.get(job_id, False))
             if runner.done:
                 del self.runners[job_id]
+
+    # ---- leases ------------------------------------------------------------------------------
+    def _renew_leases(self) -> None:
+        """Extend this server's leases (every third of ``lease_s``) and heartbeat its running
+        trials. A job whose lease another server took over (this one stalled past it) is dropped
+        here without writing anything more."""
+        lease_s = self.settings.lease_s
+        if not self.runners or time.monotonic() - self._renewed < lease_s / 3:
+            return
+        now = utcnow()
+        job_ids = list(self.runners)
+        with self.store.write() as session:
+            session.execute(
+                update(Job)
+                .where(Job.job_id.in_(job_ids), Job.lease_owner == self.owner)
+                .values(lease_expires_at=now + timedelta(seconds=lease_s))
+            )
+            session.execute(
+                update(Trial)
+                .where(Trial.job_id.in_(job_ids), Trial.state == TrialState.RUNNING)
+                .values(heartbeat_at=now)
+            )
+            held = set(
+                session.scalars(select(Job.job_id).where(Job.job_id.in_(job_ids), Job.lease_owner == self.owner))
+            )
+        self._renewed = time.monotonic()
+        for job_id in job_ids:
+            if job_id not in held and not self.runners[job_id].done:
+                log.error("job %s: lease lost to another server; this server stops running it", job_id)
+                runner = self.runners.pop(job_id)
+                for trial_id in list(runner.running):
+                    self.executor.abort(trial_id)
+                runner.running.clear()
+                runner.abandon()
+
+    def _release_leases(self) -> None:
+        """On a clean stop: give the leases back, so a server started next takes over at once."""
+        try:
+            with self.store.write() as session:
+                session.execute(
+                    update(Job).where(Job.lease_owner == self.owner).values(lease_owner=None, lease_expires_at=None)
+                )
+        except Exception:  # the store may be what stopped us; the leases then simply expire
+            log.warning("could not release job leases; they expire after %s s", self.settings.lease_s)
 
     def _handle_events(self, events: list[ExecutorEvent]) -> None:
         events, self._retry = self._retry + events, []
@@ -745,7 +967,9 @@ class JobManager:
             session.execute(
                 update(Job)
                 .where(Job.job_id == job_id, Job.status.in_(JobStatus.ACTIVE))
-                .values(status=JobStatus.FAILED, error=message, finished_at=utcnow())
+                .values(
+                    status=JobStatus.FAILED, error=message, finished_at=utcnow(), lease_owner=None, lease_expires_at=None
+                )
             )
 
     def _note(self, job_id: int, note: str) -> None:
@@ -764,10 +988,16 @@ class JobManager:
         free_jobs = self.max_running_jobs - len(self.runners)
         if free_jobs <= 0:
             return
+        now = utcnow()
         with self.store.read() as session:
             job_ids = session.scalars(
                 select(Job.job_id)
-                .where(Job.status.in_(JobStatus.ACTIVE), Job.job_id.not_in(list(self.runners) or [-1]))
+                .where(
+                    Job.status.in_(JobStatus.ACTIVE),
+                    Job.job_id.not_in(list(self.runners) or [-1]),
+                    # a job another live server runs is not ours to take until its lease expires
+                    or_(Job.lease_owner.is_(None), Job.lease_owner == self.owner, Job.lease_expires_at < now),
+                )
                 .order_by(Job.status.desc(), Job.job_id)  # running ones (resumed) before queued
                 .limit(free_jobs)
             ).all()
@@ -802,7 +1032,7 @@ class JobManager:
             slots = runner.slots_within(free) if total else runner.parallelism
             if slots == 0:
                 break  # wait for running jobs to free workers; keep the queue's order
-            self._guard(runner, runner.resume, slots)
+            self._guard(runner, runner.resume, slots, self.owner, self.settings.lease_s)
             if not runner.done:
                 self.runners[job_id] = runner
                 for name, need in runner.demand.items():

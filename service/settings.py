@@ -41,6 +41,15 @@ class Settings(BaseSettings):
         256, ge=80, description="object store memory of the local Ray, MiB (Ray's own default is 30% of RAM)"
     )
     poll_interval_s: float = Field(0.2, gt=0, description="how often the job manager checks for work")
+    lease_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description=(
+            "how long a server's claim on a running job lasts without renewal; a job whose server "
+            "died is taken over (by a restarted or another server) once it expired"
+        ),
+    )
     start_manager: bool = Field(True, description="run the job manager (and Ray) inside the API process")
 
     def resolved_api_key(self) -> str:

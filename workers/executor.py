@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from .protocol import TrialPayload
@@ -94,6 +95,11 @@ class Executor(ABC):
 
     def status(self) -> dict[str, Any]:
         return {}
+
+    def now(self) -> datetime:
+        """The clock jobs run by: time limits, start and finish times. Wall-clock time (UTC) here;
+        a simulating executor (``TabularExecutor``) returns its simulated time instead."""
+        return datetime.now(UTC)
 
     def shutdown(self) -> None:  # noqa: B027 - nothing to release by default
         pass

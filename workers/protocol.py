@@ -53,6 +53,9 @@ class TrialPayload:
     max_params: int | None = None
     max_flops: int | None = None
     memory_limit_mb: int | None = None
+    #: the architecture's canonical encoding in its search space (what a results table is keyed by)
+    arch: str | None = None
+    search_space: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,9 +77,15 @@ class SetupReport:
     in_shape: list[int]
     out_shape: list[int]
     split: dict[str, Any]
+    #: ``host:pid`` of the worker process; ``host/node-ip:pid`` inside Ray, where the node's IP tells
+    #: Ray nodes apart (several nodes may share one host)
     worker: str
     device: str
     setup_seconds: float
+    #: torch's intra-op threads for this trial (``max(1, int(cpus_per_trial))``)
+    threads: int = 1
+    #: the GPUs Ray assigned to this worker (``ray.get_gpu_ids()``; outside Ray, CUDA_VISIBLE_DEVICES)
+    gpu_ids: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

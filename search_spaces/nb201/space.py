@@ -49,6 +49,9 @@ class CellSearchSpace(SearchSpace):
         ops = tuple(trial.suggest_categorical(_param_name(edge), OPS) for edge in EDGES)
         return Cell(ops).to_string()
 
+    def grid(self) -> dict[str, list[Any]]:
+        return {_param_name(edge): list(OPS) for edge in EDGES}
+
     def decode_params(self, params: Mapping[str, Any]) -> str:
         try:
             return Cell(tuple(params[_param_name(edge)] for edge in EDGES)).to_string()

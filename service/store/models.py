@@ -3,7 +3,7 @@ collide with Optuna's (``studies``, ``trials``, ...) in a shared database."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any
 
 from sqlalchemy import (
@@ -38,7 +38,7 @@ __all__ = [
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -50,11 +50,11 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("store datetimes must be timezone-aware")
-        return value.astimezone(timezone.utc) if value is not None else None
+        return value.astimezone(UTC) if value is not None else None
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value
 
 
@@ -111,6 +111,10 @@ class Job(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    #: the server running the job, and until when its claim holds; a server renews its leases while
+    #: it runs and another (or the same one restarted) may take a job over once the lease expired
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
 
     trials: Mapped[list[Trial]] = relationship(back_populates="job", order_by="Trial.number")
 
@@ -183,6 +187,11 @@ class Trial(Base):
     #: forward milliseconds for a training-sized batch, measured on the trial's worker
     latency_ms: Mapped[float | None] = mapped_column(Float)
     duplicate_of_trial_id: Mapped[int | None] = mapped_column(ForeignKey("cellar_trials.trial_id"))
+    #: the result came from another job's trial (``duplicate_of``) trained under the same protocol
+    cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: sha256 over the architecture's dedup hash and the training protocol (dataset, prm, epochs,
+    #: seed, split): equal keys train the same function the same way, so the result is reusable
+    cache_key: Mapped[str | None] = mapped_column(String(64), index=True)
     #: where the configuration came from: ``sampler``, ``initial`` (the job's list) or ``retry``
     origin: Mapped[str] = mapped_column(String(16), default="sampler")
     #: for a retry, the trial whose configuration it runs again

@@ -64,6 +64,6 @@ def test_tu_files_give_graphs_with_one_hot_node_labels(tmp_path: Path) -> None:
     assert [len(x) for x, _ in data.graphs] == sizes
     assert data.y.tolist() == labels  # -1/1 in the files, 0/1 here
     rings = [e for (_, e), label in zip(data.graphs, labels) if label == 0]
-    assert all(e.shape[1] == 2 * len(x) for (x, _), e in zip([g for g, l in zip(data.graphs, labels) if l == 0], rings))
+    assert all(e.shape[1] == 2 * len(x) for (x, _), e in zip([g for g, label in zip(data.graphs, labels) if label == 0], rings))
     assert data.graphs[1][0].sum(axis=0).tolist() == [sizes[1] - 1, 1]  # a star: one centre
     assert get_dataset("mutag").describe(tmp_path).in_shape == (2,)

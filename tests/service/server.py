@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -53,9 +54,10 @@ class Server:
         migrated = self.cellar("migrate")
         assert migrated.returncode == 0, migrated.stderr
         with open(self.log, "ab") as log:
+            # its own session: ``kill`` can then take the server down with the Ray it started
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port)],
-                cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -79,9 +81,42 @@ class Server:
             self.process.kill()
             self.process.wait()
 
+    def kill(self) -> None:
+        """SIGKILL the server and every process of its session (the local Ray it started): a crash
+        with no chance to clean up."""
+        assert self.process is not None
+        session = self.process.pid
+        os.killpg(session, signal.SIGKILL)
+        self.process.wait()
+        deadline = time.monotonic() + 30
+        while (left := _session_members(session)) and time.monotonic() < deadline:
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.2)
+        assert not _session_members(session), f"processes of the killed server survive: {left}"
+
     def client(self, api_key: str | None = KEY) -> CellarClient:
         return CellarClient(self.url, api_key)
 
     def wait(self, job_id: int, timeout: float = 300) -> dict[str, Any]:
         with self.client() as client:
             return client.wait(job_id, timeout=timeout, interval=0.2)
+
+
+def _session_members(session: int) -> list[int]:
+    """Live processes of a session (Linux ``/proc``); zombies count as gone."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z" and int(fields[3]) == session:
+            members.append(int(entry.name))
+    return members

@@ -153,6 +153,7 @@ def test_the_same_body_and_seed_sample_the_same_architectures(server: Server) ->
         search_space={"kind": "nb201", "params": {"channels": 4, "cells_per_stage": 1}},
         budget={"max_trials": 14, "epochs": 1, "parallelism": 2},
     )
+    body["strategy"]["cache"] = False  # train the second job too: the same samples, not cache hits
     first, second = submit(server, body), submit(server, body)
     other = submit(server, {**body, "strategy": {"sampler": "tpe", "seed": 1}})
     archs = []
@@ -343,3 +344,32 @@ def test_every_kind_of_space_searches_through_the_api(
     if kind == "code":  # the sampled hyperparameters are the trial's prm, the file is the nn_code
         assert one["nn_code"] == MLP_CODE and one["nn"].startswith("mlp-")
         assert {"lr", "momentum", "dropout", "batch"} <= set(one["prm"]) and one["prm"] != trials[1]["prm"]
+
+
+def test_a_multi_objective_job_returns_its_pareto_set_with_hypervolume(server: Server) -> None:
+    from service.strategies import hypervolume, non_dominated
+
+    objectives = [{"metric": "val_accuracy", "direction": "maximize"}, {"metric": "params", "direction": "minimize"}]
+    body = job_body(
+        name="pareto",
+        search_space={"kind": "nb201", "params": {"channels": 4, "cells_per_stage": 1}},
+        objectives=objectives,
+        strategy={"sampler": "nsga2", "seed": 0, "pruner": "asha", "cache": False},
+        budget={"max_trials": 8, "epochs": 3, "parallelism": 2},
+    )
+    job = server.wait(submit(server, body)["id"])
+    assert job["status"] == "succeeded"
+    pareto = get(server, f"/v1/jobs/{job['id']}/pareto")
+    complete = [t for t in get(server, f"/v1/jobs/{job['id']}/trials")["data"] if t["state"] == "complete"]
+    front = [complete[i] for i in non_dominated([t["values"] for t in complete], ["maximize", "minimize"])]
+    assert pareto["objectives"] == objectives and pareto["count"] == len(front) >= 1
+    assert sorted(t["id"] for t in pareto["data"]) == sorted(t["id"] for t in front)
+    assert all(t["values"] == [t["val_accuracy"], t["params"]] for t in pareto["data"])
+    assert pareto["hypervolume"] == pytest.approx(
+        hypervolume([t["values"] for t in front], ["maximize", "minimize"], pareto["reference_point"])
+    )
+    # a fixed reference makes jobs comparable: every point inside it adds its box
+    fixed = get(server, f"/v1/jobs/{job['id']}/pareto", reference=[0.0, 10**6])
+    assert fixed["reference_point"] == [0.0, 10**6] and fixed["hypervolume"] > pareto["hypervolume"]
+    bad = httpx.get(f"{server.url}/v1/jobs/{job['id']}/pareto", params={"reference": [0.0]}, timeout=30)
+    assert bad.status_code == 422 and "one finite value per objective (2: val_accuracy, params)" in bad.text

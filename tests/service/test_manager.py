@@ -4,6 +4,7 @@ real SQLite store), where the order in which trials finish can be chosen."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,10 @@ def submit(store: Store, **changes: Any) -> int:
         ).job_id
 
 
-def manager(store: Store, executor: InlineExecutor) -> JobManager:
-    settings = Settings(database_url=str(store.url), api_key="k", poll_interval_s=0.001, start_manager=False)
+def manager(store: Store, executor: InlineExecutor, *, lease_s: float = 30.0) -> JobManager:
+    settings = Settings(
+        database_url=str(store.url), api_key="k", poll_interval_s=0.001, start_manager=False, lease_s=lease_s
+    )
     return JobManager(store, executor, settings)
 
 
@@ -60,8 +63,12 @@ def run(mgr: JobManager, job_id: int, ticks: int = 5000) -> Job:
 
 
 def trials(store: Store, job_id: int) -> list[Trial]:
+    """The job's trials, with their epochs and architecture loaded (usable after the session)."""
     with store.read() as session:
-        return list(session.scalars(select(Trial).where(Trial.job_id == job_id).order_by(Trial.number)).all())
+        rows = list(session.scalars(select(Trial).where(Trial.job_id == job_id).order_by(Trial.number)).all())
+        for row in rows:
+            _ = row.epoch_rows, row.architecture
+        return rows
 
 
 def search(tmp_path: Path, name: str, shuffle_seed: int, **changes: Any) -> tuple[list[str], list[int]]:
@@ -130,7 +137,7 @@ def test_the_pruner_judges_the_objective_in_its_direction(tmp_path: Path) -> Non
 def test_a_restart_runs_interrupted_trials_again_and_counts_them_once(tmp_path: Path) -> None:
     store = make_store(tmp_path / "restart.db")
     job_id = submit(store, search_space=TINY, budget={"max_trials": 6, "epochs": 2, "parallelism": 2})
-    first = manager(store, InlineExecutor(shuffle_seed=0))
+    first = manager(store, InlineExecutor(shuffle_seed=0), lease_s=3)
     for _ in range(500):  # until two trials have finished and two are in flight
         first.tick()
         states = [t.state for t in trials(store, job_id)]
@@ -139,8 +146,13 @@ def test_a_restart_runs_interrupted_trials_again_and_counts_them_once(tmp_path: 
     else:
         raise AssertionError(states)
     interrupted = {t.number: t.params for t in trials(store, job_id) if t.state == "running"}
-    # the first manager is dropped mid-job, as a killed server would be: nothing is cleaned up
-    job = run(manager(store, InlineExecutor(shuffle_seed=1)), job_id)
+    # the first manager is dropped mid-job, as a killed server would be: nothing is cleaned up. Its
+    # lease holds the job for another manager until it expires.
+    second = manager(store, InlineExecutor(shuffle_seed=1), lease_s=3)
+    second.tick()
+    assert not second.runners and [t.state for t in trials(store, job_id)] == states
+    time.sleep(3.1)
+    job = run(second, job_id)
     assert job.status == "succeeded"
     rows = trials(store, job_id)
     assert [t.number for t in rows] == list(range(len(rows)))
@@ -152,6 +164,37 @@ def test_a_restart_runs_interrupted_trials_again_and_counts_them_once(tmp_path: 
     assert all(retries[t.trial_id].params == t.params for t in requeued)
     counted = [t for t in rows if not t.requeued]
     assert len(counted) == 6 and all(t.state == "complete" for t in counted)
+
+
+def test_two_servers_on_one_store_never_run_the_same_job(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "two.db")
+    first_job = submit(store, search_space=TINY, budget={"max_trials": 2, "epochs": 1, "parallelism": 1})
+    one, two = manager(store, InlineExecutor(), lease_s=60), manager(store, InlineExecutor(), lease_s=60)
+    one.tick()
+    second_job = submit(store, search_space=TINY, budget={"max_trials": 2, "epochs": 1, "parallelism": 1})
+    two.tick()
+    assert set(one.runners) == {first_job} and set(two.runners) == {second_job}
+    for mgr, job_id in ((one, first_job), (two, second_job)):
+        assert run(mgr, job_id).status == "succeeded"
+    with store.read() as session:
+        jobs = session.scalars(select(Job)).all()
+        assert [(j.lease_owner, j.lease_expires_at) for j in jobs] == [(None, None), (None, None)]
+    assert {t.job_id for t in trials(store, first_job)} == {first_job}
+
+
+def test_a_server_that_lost_its_lease_stops_running_the_job(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "stolen.db")
+    job_id = submit(store, search_space=TINY, budget={"max_trials": 4, "epochs": 1, "parallelism": 1})
+    one = manager(store, InlineExecutor(), lease_s=0.3)
+    one.tick()
+    assert job_id in one.runners
+    time.sleep(0.4)  # ``one`` stalls past its lease; another server takes the job over
+    two = manager(store, InlineExecutor(), lease_s=30)
+    two.tick()
+    assert job_id in two.runners
+    one.tick()
+    assert job_id not in one.runners  # it noticed and let go, writing nothing more
+    assert run(two, job_id).status == "succeeded"
 
 
 def test_cancel_keeps_a_result_that_has_already_arrived(tmp_path: Path) -> None:
@@ -195,3 +238,52 @@ def test_a_store_outage_loses_no_result(tmp_path: Path) -> None:
     with store.read() as session:
         for trial in session.scalars(select(Trial).where(Trial.job_id == job_id)):
             assert trial.state == "complete" and [e.epoch for e in trial.epoch_rows] == [1, 2]
+
+
+def test_an_architecture_trained_under_the_same_protocol_is_not_trained_again(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "cache.db")
+    strategy = {"sampler": "random", "seed": 0, "initial_architectures": GOOD}
+    budget = {"max_trials": 2, "epochs": 1, "parallelism": 1}
+    first = submit(store, search_space=TINY, strategy=strategy, budget=budget)
+    assert run(manager(store, InlineExecutor()), first).status == "succeeded"
+    objectives = [{"metric": "val_accuracy", "direction": "maximize"}, {"metric": "params", "direction": "minimize"}]
+    again = submit(store, search_space=TINY, strategy=strategy, budget=budget, objectives=objectives)
+    other_seed = submit(store, search_space=TINY, strategy=strategy, budget=budget, training={"seed": 7})
+    no_cache = submit(store, search_space=TINY, strategy={**strategy, "cache": False}, budget=budget)
+    mgr = manager(store, InlineExecutor())
+    for job_id in (again, other_seed, no_cache):
+        assert run(mgr, job_id).status == "succeeded"
+    originals = trials(store, first)
+    hits = trials(store, again)
+    assert [t.cache_hit for t in hits] == [True, True]
+    assert [t.duplicate_of_trial_id for t in hits] == [t.trial_id for t in originals]
+    assert not [t for t in hits if t.epoch_rows]  # nothing was trained
+    for hit, original in zip(hits, originals):
+        # the values follow this job's objectives, not the original's
+        assert hit.values == [original.val_metric, original.architecture.num_params]
+        assert hit.test_metric == original.test_metric and hit.cache_key == original.cache_key
+    for job_id in (other_seed, no_cache):
+        rows = trials(store, job_id)
+        assert not [t for t in rows if t.cache_hit or t.duplicate_of_trial_id] and all(t.epoch_rows for t in rows)
+    assert trials(store, other_seed)[0].cache_key != originals[0].cache_key
+
+
+def test_a_multi_objective_job_prunes_a_trial_dominated_at_a_rung_and_keeps_its_curve(tmp_path: Path) -> None:
+    # three 3x3 convs and no path to the output: more parameters than GOOD[0] and no accuracy
+    broken = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|none~0|none~1|none~2|"
+    store = make_store(tmp_path / "mo.db")
+    objectives = [{"metric": "val_accuracy", "direction": "maximize"}, {"metric": "params", "direction": "minimize"}]
+    job_id = submit(
+        store,
+        search_space=TINY,
+        objectives=objectives,
+        strategy={"sampler": "nsga2", "seed": 0, "pruner": "median", "initial_architectures": [*GOOD, broken]},
+        budget={"max_trials": 3, "epochs": 3, "parallelism": 1},
+    )
+    assert run(manager(store, InlineExecutor()), job_id).status == "succeeded"
+    rows = trials(store, job_id)
+    assert [t.state for t in rows] == ["complete", "complete", "pruned"]
+    pruned = rows[2]
+    assert [e.epoch for e in pruned.epoch_rows] == [1]  # judged at the first rung, its curve kept
+    assert pruned.epoch_rows[0].val_metric < min(t.epoch_rows[0].val_metric for t in rows[:2])
+    assert pruned.architecture.num_params > rows[0].architecture.num_params

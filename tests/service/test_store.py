@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
-from datetime import timezone
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import insert, inspect, select
+from sqlalchemy import column, insert, inspect, select, table
 
 from service.errors import ConflictError, NotFoundError, StoreError, StoreSchemaError
 from service.store import (
@@ -43,7 +44,7 @@ def test_migrations_upgrade_downgrade_upgrade(empty_store: Store) -> None:
     upgrade(empty_store)
     assert CELLAR_TABLES | {VERSION_TABLE} <= tables(empty_store)
     assert "alembic_version" not in tables(empty_store)
-    assert current_revision(empty_store) == head_revision() == "0002"
+    assert current_revision(empty_store) == head_revision() == "0004"
     check_schema(empty_store)
     downgrade(empty_store, "base")
     assert not (CELLAR_TABLES & tables(empty_store))
@@ -54,20 +55,35 @@ def test_migrations_upgrade_downgrade_upgrade(empty_store: Store) -> None:
 
 def test_every_revision_upgrades_from_the_one_before(empty_store: Store) -> None:
     upgrade(empty_store, "0001")
+    now = datetime.now(UTC)
     with empty_store.write() as session:  # rows written by the older schema survive the upgrade
-        job = make_job(session)
         session.execute(
-            insert(Trial.__table__).values(
-                job_id=job.job_id, number=0, state="complete", params={}, distributions={}, prm={"lr": 0.1},
-                seed=3, epochs=1, origin="sampler", requeued=False, created_at=job.created_at,
+            insert(_as_of_0001(Job)).values(
+                job_id=1, name="t", status="running", search_space="nb201", dataset="digits",
+                task="img-classification", metric="acc", spec={}, cancel_requested=False, created_at=now,
+                updated_at=now,
+            )
+        )
+        session.execute(
+            insert(_as_of_0001(Trial)).values(
+                job_id=1, number=0, state="complete", params={}, distributions={}, prm={"lr": 0.1},
+                seed=3, epochs=1, origin="sampler", requeued=False, created_at=now,
             )
         )
     upgrade(empty_store)
     with empty_store.read() as session:
         trial = session.scalars(select(Trial)).one()
         assert trial.latency_ms is None and trial.prm == {"lr": 0.1} and trial.seed == 3
+        assert trial.cache_hit is False and trial.cache_key is None
+        assert session.get(Job, 1).lease_owner is None  # type: ignore[union-attr]
     downgrade(empty_store, "0001")
     assert current_revision(empty_store) == "0001"
+
+
+def _as_of_0001(model: type[Base]) -> Any:
+    """The model's table with only the columns revision 0001 created (later ones carry defaults)."""
+    later = {"latency_ms", "lease_owner", "lease_expires_at", "cache_hit", "cache_key"}
+    return table(model.__tablename__, *(column(c.name, c.type) for c in model.__table__.columns if c.name not in later))
 
 
 def test_models_and_migrations_agree(store: Store) -> None:
@@ -146,7 +162,7 @@ def test_jobs_trials_and_epochs_round_trip(store: Store) -> None:
     with store.read() as session:
         job = queries.get_job(session, job_id)
         assert job.spec["budget"] == {"max_trials": 3}
-        assert job.created_at.tzinfo is not None and job.created_at.utcoffset() == timezone.utc.utcoffset(None)
+        assert job.created_at.tzinfo is not None and job.created_at.utcoffset() == UTC.utcoffset(None)
         [trial] = queries.list_trials(session, job_id)
         assert trial.trial_id == trial_id and trial.values == [0.75]
         assert [(e.epoch, e.val_metric) for e in trial.epoch_rows] == [(1, 0.5), (2, 0.75)]

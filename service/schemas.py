@@ -38,6 +38,8 @@ __all__ = [
     "ResourcesSpec",
     "SearchSpacePublic",
     "SearchSpaceSpec",
+    "StrategiesPublic",
+    "StrategyPublic",
     "StrategySpec",
     "TrainingSpec",
     "TrialCounts",
@@ -469,6 +471,17 @@ class SearchSpacePublic(BaseModel):
     description: str
     tasks: list[str]
     params: dict[str, Any]
+
+
+class StrategyPublic(BaseModel):
+    name: str
+    params: dict[str, Any] = Field(description="JSON schema of its parameters (strategy.sampler_params / pruner_params)")
+    multi_objective: bool = Field(description="usable in jobs with several objectives")
+
+
+class StrategiesPublic(BaseModel):
+    samplers: list[StrategyPublic]
+    pruners: list[StrategyPublic]
 
 
 class DatasetPublic(BaseModel):

@@ -1,4 +1,4 @@
-"""``/healthz``, ``/v1/search-spaces``, ``/v1/datasets``."""
+"""``/healthz``, ``/v1/search-spaces``, ``/v1/datasets``, ``/v1/strategies``."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from fastapi.responses import JSONResponse
 from search_spaces import DatasetUnavailableError, search_space_class, search_space_kinds
 from search_spaces.datasets import dataset_names, get_dataset
 
-from .. import __version__
+from .. import __version__, strategies
 from ..errors import StoreError
 from ..manager import JobManager
-from ..schemas import DatasetPublic, HealthPublic, SearchSpacePublic
+from ..schemas import DatasetPublic, HealthPublic, SearchSpacePublic, StrategiesPublic, StrategyPublic
 from ..settings import Settings
 from ..store import current_revision, head_revision
 from .deps import ReadAccess, StoreDep, get_manager, get_settings_dep
@@ -56,3 +56,17 @@ def datasets(settings: Annotated[Settings, Depends(get_settings_dep)]) -> list[D
             info, available, reason = dataset.info, False, f"files present but unreadable: {error}"
         result.append(DatasetPublic(**info.public(), available=available, reason=reason))
     return result
+
+
+@router.get("/v1/strategies", dependencies=[ReadAccess])
+def list_strategies() -> StrategiesPublic:
+    """Samplers and pruners by name, with the JSON schema of their parameters."""
+    samplers = strategies.sampler_schemas()
+    pruners = strategies.pruner_schemas()
+    return StrategiesPublic(
+        samplers=[
+            StrategyPublic(name=name, params=schema, multi_objective=name in strategies.MULTI_OBJECTIVE_SAMPLERS)
+            for name, schema in samplers.items()
+        ],
+        pruners=[StrategyPublic(name=name, params=schema, multi_objective=True) for name, schema in pruners.items()],
+    )

@@ -195,6 +195,12 @@ def test_discovery_endpoints(client: TestClient) -> None:
     assert sorted(spaces) == search_space_kinds()
     assert set(spaces["nb201"]["params"]["properties"]) == {"channels", "cells_per_stage"}
     assert spaces["nb201"]["tasks"] == ["img-classification"]
+    strategies = client.get("/v1/strategies").json()
+    samplers = {s["name"]: s for s in strategies["samplers"]}
+    assert list(samplers) == ["tpe", "random", "gp", "nsga2", "evolution", "grid"]
+    assert set(samplers["evolution"]["params"]["properties"]) == {"population_size", "sample_size"}
+    assert not samplers["evolution"]["multi_objective"] and samplers["nsga2"]["multi_objective"]
+    assert [p["name"] for p in strategies["pruners"]] == ["none", "median", "asha", "successive_halving", "hyperband"]
     datasets = {d["name"]: d for d in client.get("/v1/datasets").json()}
     assert sorted(datasets) == dataset_names()
     assert datasets["digits"]["in_shape"] == [1, 8, 8] and datasets["digits"]["available"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .._base import SearchSpace, SpaceParams
 from .._codegen import assemble
@@ -23,6 +23,24 @@ class CellSpaceParams(SpaceParams):
     cells_per_stage: int = Field(
         5, ge=1, le=32, description="cells in each of the three stages (NAS-Bench-201: 5)"
     )
+    ops: list[str] = Field(
+        default_factory=lambda: list(OPS),
+        min_length=2,
+        description=(
+            "the operations an edge may take, a subset of NAS-Bench-201's five (default: all five, "
+            "15,625 cells); e.g. without avg_pool_3x3: 4,096 cells, 1,236 up to isomorphism"
+        ),
+    )
+
+    @field_validator("ops")
+    @classmethod
+    def _known_ops(cls, ops: list[str]) -> list[str]:
+        unknown = [op for op in ops if op not in OPS]
+        if unknown:
+            raise ValueError(f"unknown operation(s) {unknown}; allowed: {', '.join(OPS)}")
+        if len(set(ops)) != len(ops):
+            raise ValueError(f"each operation may appear once, got {ops}")
+        return [op for op in OPS if op in ops]  # NAS-Bench-201's order: one canonical form
 
 
 def _param_name(edge: tuple[int, int]) -> str:
@@ -46,11 +64,12 @@ class CellSearchSpace(SearchSpace):
     params: CellSpaceParams
 
     def sample(self, trial: optuna.Trial) -> str:
-        ops = tuple(trial.suggest_categorical(_param_name(edge), OPS) for edge in EDGES)
+        choices = tuple(self.params.ops)
+        ops = tuple(trial.suggest_categorical(_param_name(edge), choices) for edge in EDGES)
         return Cell(ops).to_string()
 
     def grid(self) -> dict[str, list[Any]]:
-        return {_param_name(edge): list(OPS) for edge in EDGES}
+        return {_param_name(edge): list(self.params.ops) for edge in EDGES}
 
     def decode_params(self, params: Mapping[str, Any]) -> str:
         try:
@@ -63,7 +82,14 @@ class CellSearchSpace(SearchSpace):
         return {_param_name(edge): op for edge, op in zip(EDGES, cell.ops)}
 
     def canonical(self, encoding: str) -> str:
-        return Cell.from_string(encoding).to_string()
+        cell = Cell.from_string(encoding)
+        outside = sorted({op for op in cell.ops if op not in self.params.ops})
+        if outside:
+            raise InvalidArchitectureError(
+                f"cell {cell.to_string()} uses {', '.join(outside)}, which this space's ops "
+                f"({', '.join(self.params.ops)}) leave out"
+            )
+        return cell.to_string()
 
     def dedup_key(self, encoding: str) -> str:
         return Cell.from_string(encoding).dedup_hash()

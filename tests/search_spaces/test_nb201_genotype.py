@@ -124,3 +124,27 @@ def test_sampled_parameter_names_cover_every_edge() -> None:
 def test_all_products_of_ops_are_valid_cells() -> None:
     for ops in itertools.islice(itertools.product(OPS, repeat=6), 0, None, 997):
         assert Cell(ops).to_string().count("~") == 6
+
+
+def test_a_subset_of_operations_makes_a_smaller_space() -> None:
+    import itertools
+
+    import optuna
+    import pytest
+
+    from search_spaces import SearchSpaceError, get_search_space
+
+    space = get_search_space("nb201", {"channels": 4, "ops": ["nor_conv_3x3", "none", "skip_connect", "nor_conv_1x1"]})
+    assert space.params.ops == ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3"]  # canonical order
+    grid = space.grid()
+    assert list(grid) == [f"edge_{i}_{j}" for i, j in EDGES] and all(v == space.params.ops for v in grid.values())
+    cells = [Cell(ops) for ops in itertools.product(space.params.ops, repeat=len(EDGES))]
+    assert len(cells) == 4096 and len({c.dedup_hash() for c in cells}) == 1236
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    sampled = [space.sample(study.ask()) for _ in range(50)]
+    assert not [s for s in sampled if "avg_pool_3x3" in s]
+    with pytest.raises(SearchSpaceError, match="uses avg_pool_3x3, which this space's ops"):
+        space.canonical("|avg_pool_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+    for bad in (["nor_conv_5x5", "none"], ["none"], ["none", "none"]):
+        with pytest.raises(Exception, match="ops"):
+            get_search_space("nb201", {"ops": bad})

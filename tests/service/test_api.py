@@ -193,7 +193,7 @@ def test_unknown_ids_are_404_and_finished_jobs_cannot_be_cancelled(client: TestC
 def test_discovery_endpoints(client: TestClient) -> None:
     spaces = {s["kind"]: s for s in client.get("/v1/search-spaces").json()}
     assert sorted(spaces) == search_space_kinds()
-    assert set(spaces["nb201"]["params"]["properties"]) == {"channels", "cells_per_stage"}
+    assert set(spaces["nb201"]["params"]["properties"]) == {"channels", "cells_per_stage", "ops"}
     assert spaces["nb201"]["tasks"] == ["img-classification"]
     strategies = client.get("/v1/strategies").json()
     samplers = {s["name"]: s for s in strategies["samplers"]}

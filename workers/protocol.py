@@ -15,7 +15,7 @@ __all__ = ["CLEAN_ERRORS", "EpochReport", "FinalReport", "SetupReport", "TrialEr
 
 #: exception types after which a worker is known to be clean and may run the next trial; after any
 #: other (out of memory above all) its process is replaced, so nothing leaks into the next trial
-CLEAN_ERRORS = frozenset({"ConstraintViolation", "TrialDiverged"})
+CLEAN_ERRORS = frozenset({"ConstraintViolation", "TrialDiverged", "GPUUnavailable"})
 
 
 class TrialError(Exception):

@@ -114,10 +114,15 @@ class RayExecutor(Executor):
                     log_to_driver=False,
                 )
         except Exception as error:  # Ray raises many types here; all mean "no cluster"
-            where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
-            raise ExecutorError(
-                f"could not start {where}: {error}. Check CELLAR_RAY_ADDRESS or unset it to run locally."
-            ) from error
+            if self.address:
+                # a Ray driver attaches to a Ray node on its own machine (Ray finds its raylet);
+                # without one, ray.init(address=...) fails after a timeout
+                raise ExecutorError(
+                    f"could not join the Ray cluster at {self.address}: {error}. Check CELLAR_RAY_ADDRESS, "
+                    f"and that this machine runs a node of that cluster (`ray start --address={self.address}`, "
+                    "with --num-cpus=0 to keep trials off it), or unset CELLAR_RAY_ADDRESS to run a local Ray."
+                ) from error
+            raise ExecutorError(f"could not start a local Ray: {error}") from error
         self._actor_class = ray.remote(max_restarts=0, max_task_retries=0)(_TrialActor)
         self._started = True
 
@@ -234,6 +239,9 @@ class RayExecutor(Executor):
             raise ExecutorError("the Ray executor is not started")
 
     def _new_actor(self, resources: TrialResources) -> Any:
+        """A worker holding one trial's Ray resources for as long as it lives: ``num_cpus`` and
+        ``num_gpus`` as the job asks (fractions pack several trials onto one GPU; Ray sets the
+        actor's CUDA_VISIBLE_DEVICES), and torch threads = the whole CPUs, at least one."""
         threads = max(1, int(resources.cpus))
         return self._actor_class.options(num_cpus=resources.cpus, num_gpus=resources.gpus).remote(threads)
 

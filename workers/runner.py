@@ -13,6 +13,7 @@ import os
 import random
 import resource
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,7 +36,7 @@ from .nn_module import load_nn_module
 from .protocol import EpochReport, FinalReport, SetupReport, TrialPayload
 from .tasks import Prepared, prepare
 
-__all__ = ["ConstraintViolation", "TrialDiverged", "TrialOutOfMemory", "TrialRunner", "run_trial"]
+__all__ = ["ConstraintViolation", "GPUUnavailable", "TrialDiverged", "TrialOutOfMemory", "TrialRunner", "run_trial"]
 
 _LATENCY_RUNS = 5
 
@@ -50,6 +51,15 @@ class ConstraintViolation(RuntimeError):
 
 class TrialOutOfMemory(MemoryError):
     """The trial needed more memory than it may use (its cap, the machine, or the GPU)."""
+
+
+class GPUUnavailable(RuntimeError):
+    """The trial asked for a GPU (``gpus_per_trial > 0``) but torch on its worker can use none.
+
+    Not a silent fall-back to the CPU: the trial holds a GPU share in Ray while it would train on
+    CPU threads it never asked for, and its ``train_seconds`` and ``latency_ms`` would be recorded
+    as if measured on a GPU.
+    """
 
 
 _OOM_MARKERS = ("can't allocate memory", "out of memory", "not enough memory")
@@ -110,6 +120,34 @@ def measure(model: nn.Module, one: Any, batch: Any, device: torch.device) -> tup
     return flops, statistics.median(times)
 
 
+def _placement() -> tuple[str, list[str]]:
+    """(``worker`` name, GPU ids) of this process.
+
+    Inside a Ray worker the name carries the Ray node's IP (``host/ip:pid``), since several nodes
+    may share a host, and the GPU ids are the ones Ray assigned. Ray is looked up, never imported:
+    the runner also runs without it (in-process tests, the inline executor).
+    """
+    host, pid = socket.gethostname(), os.getpid()
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        return f"{host}/{ray.util.get_node_ip_address()}:{pid}", [str(g) for g in ray.get_gpu_ids()]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") or ""
+    return f"{host}:{pid}", [g for g in visible.split(",") if g]
+
+
+def _no_gpu_message(worker: str, gpu_ids: list[str]) -> str:
+    if torch.version.cuda is None:
+        reason = f"this torch ({torch.__version__}) is a CPU-only build"
+    else:
+        reason = f"torch {torch.__version__} (CUDA {torch.version.cuda}) finds no usable CUDA device"
+    assigned = ", ".join(gpu_ids) if gpu_ids else "none"
+    return (
+        f"the trial asked for a GPU (resources.gpus_per_trial > 0) but on worker {worker} {reason} "
+        f"(GPUs assigned to it: {assigned}; CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}). "
+        "Run GPU trials on nodes with a CUDA build of torch and a working driver, or set gpus_per_trial to 0"
+    )
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -158,7 +196,11 @@ class TrialRunner:
         _limit_memory(None)  # a previous trial's cap must not hamper loading
         if p.threads:
             torch.set_num_threads(max(1, p.threads))
-        device = torch.device("cuda" if p.use_gpu and torch.cuda.is_available() else "cpu")
+        worker, gpu_ids = _placement()
+        if p.use_gpu and not torch.cuda.is_available():
+            raise GPUUnavailable(_no_gpu_message(worker, gpu_ids))
+        # inside Ray, CUDA_VISIBLE_DEVICES holds only the GPU(s) Ray assigned: "cuda" is that one
+        device = torch.device("cuda" if p.use_gpu else "cpu")
 
         root = Path(p.data_dir) if p.data_dir else None
         dataset = get_dataset(p.dataset)
@@ -179,7 +221,9 @@ class TrialRunner:
         model.to(device)
         num_params = sum(t.numel() for t in model.parameters())
         if p.max_params is not None and num_params > p.max_params:
-            raise ConstraintViolation(f"{num_params} parameters exceed the job's max_params {p.max_params}; not trained")
+            raise ConstraintViolation(
+                f"{num_params} parameters exceed the job's max_params {p.max_params}; not trained"
+            )
         flops, latency_ms = measure(model, prepared.one, prepared.batch, device)
         if p.max_flops is not None and flops > p.max_flops:
             raise ConstraintViolation(f"{flops} FLOPs exceed the job's max_flops {p.max_flops}; not trained")
@@ -204,9 +248,11 @@ class TrialRunner:
             in_shape=list(in_shape),
             out_shape=list(out_shape),
             split=split.record(),
-            worker=f"{socket.gethostname()}:{os.getpid()}",
+            worker=worker,
             device=str(device),
             setup_seconds=time.perf_counter() - started,
+            threads=torch.get_num_threads(),
+            gpu_ids=gpu_ids,
         )
         return asdict(report)
 

@@ -72,6 +72,11 @@ class SearchSpace(ABC):
     def params_dict(self) -> dict[str, Any]:
         return self.params.model_dump(mode="json")
 
+    def identity_params(self) -> dict[str, Any]:
+        """The parameters that shape the network an encoding builds (what identity hashes include);
+        a space leaves out those that only restrict what is sampled."""
+        return self.params_dict()
+
     def params_key(self) -> str:
         """A stable string of the parameters, for identity hashes."""
         return json.dumps(self.params_dict(), sort_keys=True, separators=(",", ":"))

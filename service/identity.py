@@ -16,9 +16,9 @@ def _digest(payload: dict[str, Any]) -> str:
 
 
 def arch_hash(space: SearchSpace, encoding: str, in_shape: list[int], out_shape: list[int]) -> str:
-    """One value per concrete network: space, its parameters, the encoding and the shapes."""
+    """One value per concrete network: space, the parameters that shape it, the encoding, the shapes."""
     return _digest(
-        {"space": space.kind, "params": space.params_dict(), "encoding": encoding, "in": in_shape, "out": out_shape}
+        {"space": space.kind, "params": space.identity_params(), "encoding": encoding, "in": in_shape, "out": out_shape}
     )
 
 
@@ -27,7 +27,7 @@ def dedup_hash(space: SearchSpace, encoding: str, in_shape: list[int], out_shape
     return _digest(
         {
             "space": space.kind,
-            "params": space.params_dict(),
+            "params": space.identity_params(),
             "key": space.dedup_key(encoding),
             "in": in_shape,
             "out": out_shape,

@@ -502,9 +502,10 @@ class JobRunner:
             heartbeat_at=now,
         )
         row.architecture = architecture
-        row.cache_key = self._cache_key(architecture.arch_hash, prm)
+        # simulated results (a tabular executor) neither enter the cache nor take from it
+        row.cache_key = None if self.executor.simulated else self._cache_key(architecture.arch_hash, prm)
         cached = None
-        if duplicate_id is None and self.spec.strategy.cache:
+        if duplicate_id is None and self.spec.strategy.cache and row.cache_key is not None:
             cached = session.scalars(
                 select(Trial)
                 .where(

@@ -84,6 +84,8 @@ class Executor(ABC):
 
     #: whether nodes may join later (an external cluster); a job no node can run then waits
     elastic: bool = False
+    #: results are looked up, not trained (``TabularExecutor``): kept out of the result cache
+    simulated: bool = False
 
     def capacity(self) -> dict[str, float]:
         """Total resources trials can use (``CPU``, ``GPU``); empty when unknown (no limit)."""

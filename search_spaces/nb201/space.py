@@ -68,6 +68,10 @@ class CellSearchSpace(SearchSpace):
         ops = tuple(trial.suggest_categorical(_param_name(edge), choices) for edge in EDGES)
         return Cell(ops).to_string()
 
+    def identity_params(self) -> dict[str, Any]:
+        # ``ops`` narrows what is sampled; a cell builds the same network whatever the subset
+        return {k: v for k, v in self.params_dict().items() if k != "ops"}
+
     def grid(self) -> dict[str, list[Any]]:
         return {_param_name(edge): list(self.params.ops) for edge in EDGES}
 

@@ -3,6 +3,7 @@
 from ._store import Store
 from .migrate import VERSION_TABLE, check_schema, current_revision, downgrade, head_revision, upgrade
 from .models import Architecture, Base, Job, JobStatus, Source, Trial, TrialEpoch, TrialState
+
 # imported here so that Base.metadata (models = migrations, Alembic) always holds the tables too
 from .tabular import TabularResult, TabularTable
 

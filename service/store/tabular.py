@@ -47,9 +47,7 @@ class TabularResult(Base):
     __tablename__ = "cellar_tabular_results"
 
     result_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    table_name: Mapped[str] = mapped_column(
-        ForeignKey("cellar_tabular_tables.name", ondelete="CASCADE"), index=True
-    )
+    table_name: Mapped[str] = mapped_column(ForeignKey("cellar_tabular_tables.name", ondelete="CASCADE"), index=True)
     search_space: Mapped[str] = mapped_column(String(32))
     space_params: Mapped[dict[str, Any]]
     dataset: Mapped[str] = mapped_column(String(100))

@@ -1,0 +1,238 @@
+"""Search strategies compared on a results table, NAS-Bench-201 style, in simulation.
+
+Every search is a real job run by the real ``JobManager`` (Optuna sampler, duplicate detection,
+reproducible order, store writes), on the ``TabularExecutor``: trials look their results up in
+the table, and the clock is simulated, advancing by each epoch's recorded training time. A job
+runs with ``time_limit_s`` = the largest budget; for each budget, the trial with the best
+validation accuracy among those finished by then is selected, and its TEST accuracy reported
+(the search never sees test accuracies). Regret is the table's best test accuracy (over all
+cells) minus the reached one, so it is never negative and includes the gap between what
+validation can pick and the oracle; the table's statistics show that gap.
+
+    .venv/bin/python benchmarks/search_quality.py                      # about 2 minutes on 2 cores
+    .venv/bin/python benchmarks/search_quality.py --repetitions 20 --samplers random,tpe
+    .venv/bin/python benchmarks/search_quality.py --budgets 100,300,1000 --parallelism 2
+
+Budgets default to the time of 3, 10 and 30 average trainings of the table's cells (2 digits).
+Repetition ``r`` seeds the sampler with ``r``; training always uses the table's seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, get_args
+
+from sqlalchemy import select
+
+from service.manager import JobManager
+from service.schemas import JobCreate, StrategySpec
+from service.settings import Settings
+from service.store import Job, Store, Trial, queries, upgrade
+from service.tabular import import_table, load_table
+from workers.tabular_executor import ResultsTable, TabularExecutor
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_TABLE = ROOT / "tables" / "nb201-c4-4ops-digits.jsonl.xz"
+DEFAULT_SAMPLERS = ("random", "tpe", "evolution", "gp")
+MAX_TRIALS = 5000
+#: default budgets: the time of this many average trainings of the table's cells
+BUDGET_TRAININGS = (3, 10, 30)
+
+
+@dataclass(frozen=True)
+class Run:
+    sampler: str
+    seed: int
+    #: (seconds since the job started, validation accuracy, test accuracy) of each complete trial
+    finished: list[tuple[float, float, float]]
+    trials: int
+    wall_seconds: float
+
+    def reached(self, budget: float) -> float | None:
+        """Test accuracy of the best-validation trial finished within ``budget`` (earliest on ties)."""
+        within = [(-val, t, test) for t, val, test in self.finished if t <= budget]
+        return min(within)[2] if within else None
+
+
+def table_stats(table: ResultsTable) -> dict[str, Any]:
+    results = list(table.results.values())
+    tests = [r.test_metric for r in results]
+    finals = {arch: r.epochs[-1].val_metric or 0.0 for arch, r in table.results.items()}
+    best_val = max(finals.values())
+    # the cells a search on validation accuracy cannot tell apart: their mean test accuracy is what
+    # a perfect search reaches on average
+    val_selected = [table.results[a].test_metric for a, v in finals.items() if v == best_val]
+    return {
+        "cells": len(results),
+        "unique": len({r.original for r in results}),
+        "best_test": max(tests),
+        "median_test": statistics.median(tests),
+        "best_val": best_val,
+        "val_selected_test": statistics.fmean(val_selected),
+        "val_selected_cells": len(val_selected),
+        "mean_train_seconds": statistics.fmean(r.train_seconds for r in results),
+    }
+
+
+def run_job(store: Store, table: ResultsTable, sampler: str, seed: int, limit: float, parallelism: int) -> Run:
+    body = {
+        "name": f"{sampler}-{seed}",
+        "search_space": {"kind": table.search_space, "params": table.space_params},
+        "dataset": table.dataset,
+        "strategy": {"sampler": sampler, "seed": seed, "cache": False},
+        "training": {"seed": table.seed},
+        # duplicates of finished trials cost no simulated time: the trial cap keeps a sampler that
+        # proposes nothing new from running forever at one instant
+        "budget": {"time_limit_s": limit, "max_trials": MAX_TRIALS, "epochs": table.epochs, "parallelism": parallelism},
+    }
+    if "cache" not in StrategySpec.model_fields:
+        del body["strategy"]["cache"]
+    spec = JobCreate.model_validate(body)
+    with store.write() as session:
+        job_id = queries.create_job(
+            session,
+            name=body["name"],
+            search_space=table.search_space,
+            dataset=table.dataset,
+            task="img-classification",
+            metric=table.metric,
+            spec=spec.model_dump(mode="json"),
+        ).job_id
+    settings = Settings(database_url=str(store.url), api_key="unused", poll_interval_s=1e-4, start_manager=False)
+    manager = JobManager(store, TabularExecutor(table), settings, max_running_jobs=1)
+    started = time.perf_counter()
+    while True:
+        manager.tick()
+        if not manager.runners:
+            with store.read() as session:
+                job = session.get(Job, job_id)
+                assert job is not None
+                if job.status not in ("queued", "running"):
+                    break
+    wall = time.perf_counter() - started
+    if job.status != "succeeded":
+        raise RuntimeError(f"job {body['name']} ended {job.status}: {job.error}")
+    assert job.started_at is not None
+    with store.read() as session:
+        rows = session.execute(select(Trial.__table__).where(Trial.job_id == job_id)).mappings().all()
+    finished = [
+        ((r["finished_at"] - job.started_at).total_seconds(), r["val_metric"], r["test_metric"])
+        for r in rows
+        if r["state"] == "complete" and r["finished_at"] is not None
+    ]
+    return Run(sampler, seed, finished, len(rows), wall)
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _open_copy(template: Path, name: str) -> None:
+    """In a worker process: its own copy of the store the table was imported into."""
+    path = template.with_name(f"worker-{os.getpid()}.db")
+    shutil.copyfile(template, path)
+    store = Store(f"sqlite:///{path}")
+    _WORKER.update(store=store, table=load_table(store, name))
+
+
+def _search(task: tuple[str, int], limit: float, parallelism: int) -> Run:
+    sampler, seed = task
+    return run_job(_WORKER["store"], _WORKER["table"], sampler, seed, limit, parallelism)
+
+
+def _fmt(values: list[float], scale: float = 100.0) -> str:
+    if not values:
+        return "-"
+    mean = statistics.fmean(values) * scale
+    std = statistics.stdev(values) * scale if len(values) > 1 else 0.0
+    return f"{mean:.2f} ± {std:.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--table", type=Path, default=DEFAULT_TABLE, help="a file `cellar table export` wrote")
+    parser.add_argument("--samplers", default=",".join(DEFAULT_SAMPLERS))
+    parser.add_argument("--repetitions", type=int, default=20, help="seeds 0..N-1 per sampler")
+    parser.add_argument("--budgets", default=None, help="simulated seconds, comma-separated")
+    parser.add_argument("--parallelism", type=int, default=1, help="trials at a time (NAS-Bench-201: 1)")
+    parser.add_argument("--processes", type=int, default=1, help="searches run side by side (one core each)")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    workdir = Path(tempfile.mkdtemp(prefix="cellar-search-quality-"))
+    try:
+        store = Store(f"sqlite:///{workdir / 'bench.db'}")
+        upgrade(store)
+        name, _, _ = import_table(store, args.table)
+        table = load_table(store, name)
+        stats = table_stats(table)
+        budgets = (
+            [float(b) for b in args.budgets.split(",")]
+            if args.budgets
+            else [float(f"{k * stats['mean_train_seconds']:.2g}") for k in BUDGET_TRAININGS]
+        )
+        known = set(get_args(StrategySpec.model_fields["sampler"].annotation))
+        samplers = [s for s in args.samplers.split(",") if s]
+        skipped = [s for s in samplers if s not in known]
+        samplers = [s for s in samplers if s in known]
+        store.dispose()
+        tasks = [(sampler, seed) for sampler in samplers for seed in range(args.repetitions)]
+        runs: dict[str, list[Run]] = {sampler: [] for sampler in samplers}
+        context = get_context("spawn")
+        with ProcessPoolExecutor(
+            args.processes, mp_context=context, initializer=_open_copy, initargs=(workdir / "bench.db", name)
+        ) as pool:
+            for run in pool.map(_search, tasks, [max(budgets)] * len(tasks), [args.parallelism] * len(tasks)):
+                runs[run.sampler].append(run)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print(
+        f"Table `{name}`: {table.describe()}; {stats['unique']:,} trained (one per isomorphism class); "
+        f"test accuracy best {stats['best_test'] * 100:.2f}, median {stats['median_test'] * 100:.2f}; "
+        f"best validation accuracy {stats['best_val'] * 100:.2f} ({stats['val_selected_cells']} cells, "
+        f"mean test accuracy {stats['val_selected_test'] * 100:.2f}); "
+        f"mean training time per cell {stats['mean_train_seconds']:.2f} s (simulated).\n"
+    )
+    print(
+        f"Test accuracy (%) of the best-validation trial within each simulated budget, mean ± std over "
+        f"{args.repetitions} seeds; regret = best test accuracy in the table ({stats['best_test'] * 100:.2f}) "
+        f"minus it; parallelism {args.parallelism}.\n"
+    )
+    header = ["sampler"] + [f"{b:g} s: test acc" for b in budgets] + [f"{b:g} s: regret" for b in budgets]
+    header += ["trials (mean)", "wall s / search"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for sampler, sampler_runs in runs.items():
+        cells = [sampler]
+        reached = {b: [r.reached(b) for r in sampler_runs] for b in budgets}
+        for b in budgets:
+            values = [v for v in reached[b] if v is not None]
+            cells.append(_fmt(values) + ("" if len(values) == len(sampler_runs) else f" ({len(values)} runs)"))
+        for b in budgets:
+            cells.append(_fmt([stats["best_test"] - v for v in reached[b] if v is not None]))
+        cells.append(f"{statistics.fmean(r.trials for r in sampler_runs):.0f}")
+        cells.append(f"{statistics.fmean(r.wall_seconds for r in sampler_runs):.1f}")
+        print("| " + " | ".join(cells) + " |")
+    if skipped:
+        print(f"\nskipped (not samplers of this Cellar): {', '.join(skipped)}")
+    table_arg = args.table.relative_to(ROOT.parent) if args.table.is_relative_to(ROOT.parent) else args.table
+    print(
+        f"\n{sum(len(r) for r in runs.values())} searches in {time.perf_counter() - started:.0f} s: "
+        f"`.venv/bin/python benchmarks/search_quality.py --table {table_arg} "
+        f"--samplers {','.join(samplers)} --repetitions {args.repetitions} "
+        f"--budgets {','.join(f'{b:g}' for b in budgets)} --parallelism {args.parallelism} "
+        f"--processes {args.processes}`"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -21,7 +21,11 @@ def data(
     metric: Annotated[list[str] | None, Query(description="LEMUR metric name, e.g. acc")] = None,
     nn: Annotated[list[str] | None, Query(description="model name(s)")] = None,
     epoch: Annotated[list[int] | None, Query()] = None,
+    nn_prefixes: Annotated[
+        list[str] | None, Query(description="model names starting with any of these, e.g. rag- (repeat for several)")
+    ] = None,
     only_best_accuracy: bool = False,
+    unique_nn: Annotated[bool, Query(description="one row per model: its best (the metric's direction)")] = False,
     max_rows: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> DataRows:
@@ -35,7 +39,9 @@ def data(
                 metric=metric,
                 nn=nn,
                 epoch=epoch,
+                nn_prefixes=nn_prefixes,
                 only_best_accuracy=only_best_accuracy,
+                unique_nn=unique_nn,
                 max_rows=max_rows,
                 offset=offset,
             ),

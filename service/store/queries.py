@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, case, func, literal, select, update
+from sqlalchemy import Select, and_, case, func, literal, or_, select, update
 from sqlalchemy.orm import Session, aliased, selectinload
 
 from search_spaces import nn_id
@@ -171,7 +171,11 @@ class DataQuery:
     metric: Sequence[str] | None = None
     nn: Sequence[str] | None = None
     epoch: Sequence[int] | None = None
+    #: model names starting with any of these (LEMUR's ``nn_prefixes``, e.g. ``("rag-", "unq-")``)
+    nn_prefixes: Sequence[str] | None = None
     only_best_accuracy: bool = False
+    #: one row per model name: its best row (the metric's direction), earliest run and epoch on ties
+    unique_nn: bool = False
     max_rows: int | None = None
     offset: int = 0
 
@@ -181,7 +185,9 @@ def data_rows(session: Session, query: DataQuery) -> list[dict[str, Any]]:
 
     ``only_best_accuracy`` keeps, in each (task, dataset, metric, nn, epoch) group, the rows at the
     group's best value; unlike LEMUR, "best" follows the metric's direction (lowest for metrics
-    that are minimised). Ties keep every tied row, as LEMUR does.
+    that are minimised). Ties keep every tied row, as LEMUR does. ``unique_nn`` then keeps one row
+    per model name: its best, the earliest run and epoch among ties. ``nn_prefixes`` are bound
+    ``LIKE`` patterns with ``%`` and ``_`` escaped (LEMUR pastes them into its SQL).
     """
     metric_source = aliased(Source)
     transform_source = aliased(Source)
@@ -209,9 +215,6 @@ def data_rows(session: Session, query: DataQuery) -> list[dict[str, Any]]:
         transform_source.code_md5.label("transform_id"),
     ]
     filters = [Trial.duplicate_of_trial_id.is_(None)]
-    if query.only_best_accuracy:
-        # rows without a value cannot be best (LEMUR's MAX ignores NULLs; PostgreSQL sorts them first)
-        filters.append(TrialEpoch.val_metric.is_not(None))
     for column, values in (
         (Job.task, query.task),
         (Job.dataset, query.dataset),
@@ -221,6 +224,11 @@ def data_rows(session: Session, query: DataQuery) -> list[dict[str, Any]]:
     ):
         if values:
             filters.append(column.in_(list(values)))
+    if query.nn_prefixes:
+        filters.append(or_(*(Architecture.nn_name.startswith(p, autoescape=True) for p in query.nn_prefixes)))
+    if query.only_best_accuracy or query.unique_nn:
+        # rows without a value cannot be best (LEMUR's MAX ignores NULLs; PostgreSQL sorts them first)
+        filters.append(TrialEpoch.val_metric.is_not(None))
     base = (
         select(*columns, score.label("score"))
         .select_from(TrialEpoch)
@@ -231,17 +239,30 @@ def data_rows(session: Session, query: DataQuery) -> list[dict[str, Any]]:
         .outerjoin(transform_source, transform_source.source_id == Trial.transform_source_id)
         .where(and_(*filters))
     )
-    if query.only_best_accuracy:
+    if query.only_best_accuracy or query.unique_nn:
+        # a model's best row is also at the best of its own (task, ..., epoch) group, so one pass
+        # over both windows gives either filter and their combination
         ranked = base.add_columns(
             func.rank()
             .over(
                 partition_by=(Job.task, Job.dataset, Job.metric, Architecture.nn_name, TrialEpoch.epoch),
                 order_by=score.desc().nulls_last(),
             )
-            .label("best_rank")
+            .label("best_rank"),
+            func.row_number()
+            .over(
+                partition_by=Architecture.nn_name,
+                order_by=(score.desc().nulls_last(), TrialEpoch.trial_id, TrialEpoch.epoch),
+            )
+            .label("nn_rank"),
         ).subquery()
+        keep = []
+        if query.only_best_accuracy:
+            keep.append(ranked.c.best_rank == literal(1))
+        if query.unique_nn:
+            keep.append(ranked.c.nn_rank == literal(1))
         source = (
-            select(*[c for c in ranked.c if c.name != "best_rank"]).where(ranked.c.best_rank == literal(1)).subquery()
+            select(*[c for c in ranked.c if c.name not in ("best_rank", "nn_rank")]).where(and_(*keep)).subquery()
         )
     else:
         source = base.subquery()

@@ -104,6 +104,9 @@ def test_an_eight_trial_search_runs_to_the_end(server: Server) -> None:
         assert row["nn"] == trial["nn"] and row["arch"] == trial["arch"]
         assert row["accuracy"] == trial["epochs"][row["epoch"] - 1]["val_accuracy"]
         assert row["duration"] == round(trial["epochs"][row["epoch"] - 1]["elapsed_seconds"] * 1e9)
+    unique = get(server, "/v1/data", dataset="digits", nn_prefixes="nb201-", unique_nn="true")["data"]
+    assert len(unique) == len({r["nn"] for r in unique}) >= 1 and all(r["nn"].startswith("nb201-") for r in unique)
+    assert get(server, "/v1/data", nn_prefixes="no-such-prefix-")["data"] == []
 
     # and the rows in the store
     store = Store(server.database_url)

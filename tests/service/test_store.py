@@ -321,3 +321,28 @@ def test_an_unreachable_store_says_what_to_check(tmp_path) -> None:  # noqa: ANN
         with pytest.raises(StoreError, match="Check CELLAR_DATABASE_URL"):
             current_revision(store)
         store.dispose()
+
+
+def test_nn_prefixes_and_unique_nn(store: Store) -> None:
+    with store.write() as session:
+        digits = make_job(session)
+        other = make_job(session, dataset="cifar-10")
+        make_trial(session, digits, 0, "rag-aaa", [0.3, 0.5])
+        make_trial(session, digits, 1, "rag-aaa", [0.6, 0.4])
+        make_trial(session, other, 0, "rag-aaa", [0.2, 0.65])  # its best row is on cifar-10
+        make_trial(session, digits, 2, "unq-bbb", [0.7, 0.7])  # a tie: the earlier epoch stays
+        make_trial(session, digits, 3, "nb201-ccc", [0.9])
+        make_trial(session, digits, 4, "rag_x", [0.8])  # "_" is a character, not a LIKE wildcard
+    assert {r["nn"] for r in _rows(store, nn_prefixes=["rag-", "unq-"])} == {"rag-aaa", "unq-bbb"}
+    assert {r["nn"] for r in _rows(store, nn_prefixes=["rag_"])} == {"rag_x"}
+    assert _rows(store, nn_prefixes=["%"]) == []  # bound and escaped, never a pattern
+    unique = _rows(store, unique_nn=True)
+    assert [(r["nn"], r["dataset"], r["epoch"], r["accuracy"]) for r in unique] == [
+        ("rag-aaa", "cifar-10", 2, 0.65),
+        ("nb201-ccc", "digits", 1, 0.9),
+        ("rag_x", "digits", 1, 0.8),
+        ("unq-bbb", "digits", 1, 0.7),
+    ]
+    # with only_best_accuracy and a dataset filter: the best of what the filter leaves
+    both = _rows(store, unique_nn=True, only_best_accuracy=True, dataset=["digits"], nn_prefixes=["rag-"])
+    assert [(r["nn"], r["epoch"], r["accuracy"]) for r in both] == [("rag-aaa", 1, 0.6)]

@@ -376,3 +376,32 @@ def test_a_multi_objective_job_returns_its_pareto_set_with_hypervolume(server: S
     assert fixed["reference_point"] == [0.0, 10**6] and fixed["hypervolume"] > pareto["hypervolume"]
     bad = httpx.get(f"{server.url}/v1/jobs/{job['id']}/pareto", params={"reference": [0.0]}, timeout=30)
     assert bad.status_code == 422 and "one finite value per objective (2: val_accuracy, params)" in bad.text
+
+
+def test_lemurs_data_function_reads_the_server_into_a_dataframe(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pandas as pd
+
+    from service import lemur
+
+    body = job_body(
+        name="lemur-data",
+        search_space={"kind": "nb201", "params": {"channels": 4, "cells_per_stage": 1}},
+        strategy={"sampler": "random", "seed": 5, "cache": False},
+        budget={"max_trials": 3, "epochs": 2, "parallelism": 1},
+    )
+    assert server.wait(submit(server, body)["id"])["status"] == "succeeded"
+    monkeypatch.setenv("CELLAR_URL", server.url)
+    frame = lemur.data(task="img-classification", dataset="digits")
+    rows = get(server, "/v1/data", task="img-classification", dataset="digits")["data"]
+    assert isinstance(frame, pd.DataFrame) and list(frame.columns)[: len(LEMUR_COLUMNS)] == LEMUR_COLUMNS
+    assert frame["id"].tolist() == [r["id"] for r in rows] and len(rows) >= 6
+    # pages of 4 rows are stitched back in order; max_rows cuts across pages
+    monkeypatch.setattr(lemur, "_PAGE", 4)
+    assert lemur.data(task="img-classification", dataset="digits")["id"].tolist() == [r["id"] for r in rows]
+    assert lemur.data(dataset="digits", max_rows=5)["id"].tolist() == [r["id"] for r in rows[:5]]
+    best = lemur.data(only_best_accuracy=True, dataset="digits", epoch=2, unique_nn=True)
+    assert best["nn"].is_unique and set(best["epoch"]) == {2}
+    assert lemur.data(nn="no-such-model").empty and list(lemur.data(nn="no-such-model").columns) == LEMUR_COLUMNS
+    lemur.data.cache_clear()  # LEMUR pipelines call it; nothing is cached here

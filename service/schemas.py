@@ -35,6 +35,8 @@ __all__ = [
     "JobsPublic",
     "ObjectiveSpec",
     "ParetoPublic",
+    "PromptExample",
+    "PromptExamples",
     "ResourcesSpec",
     "SearchSpacePublic",
     "SearchSpaceSpec",
@@ -463,6 +465,23 @@ class DataRow(BaseModel):
 
 class DataRows(BaseModel):
     data: list[DataRow]
+    count: int
+
+
+class PromptExample(BaseModel):
+    nn: str
+    task: str
+    dataset: str
+    metric: str
+    accuracy: float = Field(description="the model's best value of the metric (validation), at `epoch`")
+    epoch: int
+    prm: dict[str, Any]
+    run_id: int
+    code: str = Field(description="the model's source without comments, docstrings and blank lines")
+
+
+class PromptExamples(BaseModel):
+    data: list[PromptExample]
     count: int
 
 

@@ -6,7 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from ..schemas import DataRow, DataRows
+from search_spaces.metrics import METRICS
+
+from ..prompts import compact_code
+from ..schemas import DataRow, DataRows, PromptExample, PromptExamples
 from ..store import queries
 from .deps import ReadAccess, StoreDep
 
@@ -47,3 +50,40 @@ def data(
             ),
         )
     return DataRows(data=[DataRow(**row) for row in rows], count=len(rows))
+
+
+@router.get("/prompt-examples", dependencies=[ReadAccess])
+def prompt_examples(
+    store: StoreDep,
+    task: Annotated[list[str] | None, Query(description="e.g. img-classification")] = None,
+    dataset: Annotated[list[str] | None, Query()] = None,
+    metric: Annotated[list[str] | None, Query()] = None,
+    k: Annotated[int, Query(ge=1, le=100, description="how many distinct models")] = 5,
+) -> PromptExamples:
+    """The ``k`` best distinct models (each at its best epoch, in its metric's direction) with
+    their code compacted (no comments, docstrings or blank lines), for few-shot prompts."""
+    with store.read() as session:
+        rows = queries.data_rows(
+            session, queries.DataQuery(task=task, dataset=dataset, metric=metric, unique_nn=True)
+        )
+
+    def score(row: dict) -> float:  # type: ignore[type-arg]
+        direction = METRICS[row["metric"]][1] if row["metric"] in METRICS else "maximize"
+        return row["accuracy"] if direction == "maximize" else -row["accuracy"]
+
+    best = sorted(rows, key=lambda r: (-score(r), r["run_id"]))[:k]
+    examples = [
+        PromptExample(
+            nn=r["nn"],
+            task=r["task"],
+            dataset=r["dataset"],
+            metric=r["metric"],
+            accuracy=r["accuracy"],
+            epoch=r["epoch"],
+            prm=r["prm"],
+            run_id=r["run_id"],
+            code=compact_code(r["nn_code"]),
+        )
+        for r in best
+    ]
+    return PromptExamples(data=examples, count=len(examples))

@@ -405,3 +405,24 @@ def test_lemurs_data_function_reads_the_server_into_a_dataframe(
     assert best["nn"].is_unique and set(best["epoch"]) == {2}
     assert lemur.data(nn="no-such-model").empty and list(lemur.data(nn="no-such-model").columns) == LEMUR_COLUMNS
     lemur.data.cache_clear()  # LEMUR pipelines call it; nothing is cached here
+
+
+def test_prompt_examples_are_the_best_distinct_models_with_compact_code(server: Server) -> None:
+    from service.prompts import compact_code
+
+    body = job_body(
+        name="prompt-examples",
+        search_space={"kind": "nb201", "params": {"channels": 4, "cells_per_stage": 1}},
+        strategy={"sampler": "random", "seed": 9, "cache": False},
+        budget={"max_trials": 3, "epochs": 1, "parallelism": 1},
+    )
+    assert server.wait(submit(server, body)["id"])["status"] == "succeeded"
+    examples = get(server, "/v1/prompt-examples", task="img-classification", dataset="digits", k=3)
+    best = get(server, "/v1/data", task="img-classification", dataset="digits", unique_nn="true")["data"]
+    expected = sorted(best, key=lambda r: (-r["accuracy"], r["run_id"]))[:3]
+    assert examples["count"] == 3 and [e["nn"] for e in examples["data"]] == [r["nn"] for r in expected]
+    for example, row in zip(examples["data"], expected):
+        assert example["accuracy"] == row["accuracy"] and example["code"] == compact_code(row["nn_code"])
+        assert "class Net" in example["code"] and len(example["code"]) < len(row["nn_code"])
+    bad = httpx.get(f"{server.url}/v1/prompt-examples", params={"k": 0}, timeout=30)
+    assert bad.status_code == 422

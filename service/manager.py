@@ -702,15 +702,8 @@ class JobRunner:
         self.losses[running.trial_id] = losses
         if retry:
             self.requeued += 1
-            params = self._stored_params(running.trial_id)
-            self.study.enqueue_trial(params, user_attrs={_ORIGIN: "retry", _RETRY_OF: running.trial_id})
+            self.study.enqueue_trial(dict(running.optuna_trial.params), user_attrs={_ORIGIN: "retry", _RETRY_OF: running.trial_id})
             log.warning("job %s trial %s lost its worker; retrying", self.job_id, running.number)
-
-    def _stored_params(self, trial_id: int) -> dict[str, Any]:
-        with self.store.read() as session:
-            trial = session.get(Trial, trial_id)
-            assert trial is not None
-            return dict(trial.params)
 
     def _end_trial(self, running: _Running, state: str, error: str | None, *, requeued: bool = False) -> None:
         """Persist a trial that ended without completing (pruned, failed, stopped)."""

@@ -14,6 +14,20 @@ _BASE: dict[str, Any] = {
 }
 
 
+#: LEMUR's ``prm`` of a job with the default training protocol and 3 epochs (``JobRunner._prm``)
+PRM: dict[str, Any] = {
+    "lr": 0.05,
+    "momentum": 0.9,
+    "weight_decay": 0.0005,
+    "batch": 64,
+    "epoch": 3,
+    "optimizer": "sgd",
+    "nesterov": True,
+    "scheduler": "cosine",
+    "transform": "norm",
+}
+
+
 def job_body(**changes: Any) -> dict[str, Any]:
     """The README's 8-trial job, changed: ``budget={...}`` replaces a field, ``budget__epochs=1``
     sets a nested one, and ``...`` as the value removes the field."""

@@ -36,6 +36,7 @@ from service.tabular import (
     list_tables,
     load_table,
 )
+from tests.service.jobs import PRM
 from workers.inline_executor import InlineExecutor
 from workers.tabular_executor import TabularExecutor
 
@@ -43,17 +44,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "benchmarks" / "tables" / "nb201-c4-4ops-digits.jsonl.xz"
 SPACE = {"kind": "nb201", "params": {"channels": 4, "cells_per_stage": 1}}
 A = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
-PRM = {
-    "lr": 0.05,
-    "momentum": 0.9,
-    "weight_decay": 0.0005,
-    "batch": 64,
-    "epoch": 3,
-    "optimizer": "sgd",
-    "nesterov": True,
-    "scheduler": "cosine",
-    "transform": "norm",
-}
 
 
 # ---- helpers ----------------------------------------------------------------------------------

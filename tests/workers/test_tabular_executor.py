@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.service.jobs import PRM
 from workers.executor import ExecutorEvent, TrialResources
 from workers.protocol import TrialPayload
 from workers.tabular_executor import SIMULATION_START, CellResult, EpochResult, ResultsTable, TabularExecutor
@@ -17,18 +18,6 @@ A = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connec
 B = "|nor_conv_1x1~0|+|skip_connect~0|nor_conv_3x3~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"
 MISSING = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
 
-#: the training protocol of the manager's default job (``service.schemas.JobCreate``)
-PRM = {
-    "lr": 0.05,
-    "momentum": 0.9,
-    "weight_decay": 0.0005,
-    "batch": 64,
-    "epoch": 3,
-    "optimizer": "sgd",
-    "nesterov": True,
-    "scheduler": "cosine",
-    "transform": "norm",
-}
 SPLIT = {"fractions": [0.6, 0.2, 0.2], "seed": 0, "sizes": [1078, 359, 360], "sha256": "0" * 64}
 
 

@@ -30,7 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from search_spaces.datasets import get_dataset, seeded_split
 from search_spaces.metrics import metric_module
-from search_spaces.transforms import transform_module
+from search_spaces.transforms import load_transform
 
 from .nn_module import load_nn_module
 from .protocol import EpochReport, FinalReport, SetupReport, TrialPayload
@@ -210,11 +210,11 @@ class TrialRunner:
         loaded = _vm_data() - before
         info = dataset.describe(root)
         split = seeded_split(len(data), p.split_seed, p.split_fractions)
-        transform = importlib.import_module(transform_module(str(p.prm.get("transform", info.transform))))
+        transform = load_transform(str(p.prm.get("transform", info.transform)))
         prepared = prepare(info, data, split, p.prm, p.seed, transform)
 
         _seed_everything(p.seed)
-        in_shape = (1, *info.in_shape)
+        in_shape = (1, *transform.out_shape(info.in_shape))  # what the model sees: norm_299 gives 299x299
         out_shape = tuple(info.out_shape)
         module = load_nn_module(p.nn_code, p.nn_name)
         model = module.Net(in_shape, out_shape, dict(p.prm), device)

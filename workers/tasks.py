@@ -2,7 +2,9 @@
 
 Every model is trained through LEMUR's ``learn(train_data)``, which iterates ``(inputs, labels)``:
 
-- arrays (images, tables, regression): mini-batches of tensors, reshuffled every epoch;
+- arrays (images, tables, regression): mini-batches of tensors, reshuffled every epoch, the input
+  transform applied to each batch as it is drawn (training: with its random flip, seeded by the
+  trial's seed; evaluation: its deterministic part only);
 - one graph (node classification): the whole graph as a PyG ``Data`` once per epoch, with the labels
   of nodes outside the training split set to -100, which cross-entropy ignores;
 - many graphs (graph classification): mini-batches of graphs as a PyG ``Batch``, labels per graph.
@@ -10,6 +12,7 @@ Every model is trained through LEMUR's ``learn(train_data)``, which iterates ``(
 
 from __future__ import annotations
 
+import types
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,10 +24,15 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from search_spaces.datasets import ArrayData, DatasetInfo, GraphData, GraphSetData, Split
+from search_spaces.transforms import check_transform, load_transform
 
 __all__ = ["Evaluation", "Prepared", "prepare"]
 
 _EVAL_BATCH = 512
+#: at most this many bytes of transformed inputs per evaluation batch (512 images of 3x299x299 are 550 MB)
+_EVAL_BYTES = 64 * 2**20
+#: the flips' random stream, apart from the shuffling's (both come from the trial's seed)
+_FLIP_STREAM = 1
 
 #: (model, metric) -> (metric value, mean loss)
 Evaluation = Callable[[nn.Module, Any], tuple[float, float]]
@@ -73,8 +81,18 @@ def _pyg() -> Any:
     return torch_geometric
 
 
-def prepare(info: DatasetInfo, data: Any, split: Split, prm: dict[str, Any], seed: int, transform: Any) -> Prepared:
-    """Batches and evaluations for ``data`` under ``split``; ``transform`` is the transform module."""
+def prepare(
+    info: DatasetInfo, data: Any, split: Split, prm: dict[str, Any], seed: int, transform: types.ModuleType | None = None
+) -> Prepared:
+    """Batches and evaluations for ``data`` under ``split``.
+
+    ``transform`` is a transform module from ``load_transform(name)``. None, or the unbound template
+    module that ``transform_module`` names, means the trial's: ``prm["transform"]``, else the
+    dataset's default. An image transform on a dataset without images raises ``IncompatibleDatasetError``.
+    """
+    if getattr(transform, "NAME", None) is None:
+        transform = load_transform(str(prm.get("transform", info.transform)))
+    check_transform(transform.NAME, info)
     batch_size = int(prm.get("batch", 64))
     if isinstance(data, ArrayData):
         return _arrays(info, data, split, batch_size, seed, transform)
@@ -96,14 +114,37 @@ def _norm(info: DatasetInfo, x: torch.Tensor, train: np.ndarray) -> tuple[tuple[
     return tuple(mean.tolist()), tuple(std.tolist())
 
 
-def _arrays(info: DatasetInfo, data: ArrayData, split: Split, batch_size: int, seed: int, transform: Any) -> Prepared:
+class _Transformed:
+    """The training loader with the transform applied to each batch as it is drawn: a whole
+    dataset resized at once (to 299x299, say) would take gigabytes."""
+
+    def __init__(self, loader: DataLoader, apply: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self._loader = loader
+        self._apply = apply
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for inputs, labels in self._loader:
+            yield self._apply(inputs), labels
+
+    def __len__(self) -> int:
+        return len(self._loader)
+
+
+def _arrays(
+    info: DatasetInfo, data: ArrayData, split: Split, batch_size: int, seed: int, transform: types.ModuleType
+) -> Prepared:
     regression = info.task == "regression"
     x = torch.from_numpy(data.x)
-    x = transform.transform(_norm(info, x, split.train))(x)
+    norm = _norm(info, x, split.train)
+    flips = torch.Generator().manual_seed(int(np.random.SeedSequence((seed, _FLIP_STREAM)).generate_state(1)[0]))
+    train_transform = transform.train_transform(norm, generator=flips)
+    eval_transform = transform.transform(norm)
     y = torch.from_numpy(data.y)
     train = torch.from_numpy(split.train)
     generator = torch.Generator().manual_seed(seed)
     loader = DataLoader(TensorDataset(x[train], y[train]), batch_size=batch_size, shuffle=True, generator=generator)
+    one = eval_transform(x[train[:1]])
+    eval_batch = max(1, min(_EVAL_BATCH, _EVAL_BYTES // max(1, one.element_size() * one.numel())))
 
     def evaluation(indices: np.ndarray) -> Evaluation:
         xs, ys = x[torch.from_numpy(indices)], y[torch.from_numpy(indices)]
@@ -114,8 +155,9 @@ def _arrays(info: DatasetInfo, data: ArrayData, split: Split, batch_size: int, s
             device = _device_of(model)
             metric.reset()
             total = 0.0
-            for start in range(0, len(ys), _EVAL_BATCH):
-                inputs, labels = xs[start : start + _EVAL_BATCH].to(device), ys[start : start + _EVAL_BATCH].to(device)
+            for start in range(0, len(ys), eval_batch):
+                inputs = eval_transform(xs[start : start + eval_batch].to(device))
+                labels = ys[start : start + eval_batch].to(device)
                 outputs = model(inputs)
                 target = labels.view_as(outputs) if regression else labels
                 total += float(criterion(outputs, target).item()) * len(labels)
@@ -125,15 +167,15 @@ def _arrays(info: DatasetInfo, data: ArrayData, split: Split, batch_size: int, s
         return run
 
     return Prepared(
-        train=loader,
+        train=_Transformed(loader, train_transform),
         val=evaluation(split.val),
         test=evaluation(split.test),
-        one=x[train[:1]],
-        batch=x[train[:batch_size]],
+        one=one,
+        batch=eval_transform(x[train[:batch_size]]),
     )
 
 
-def _graph(info: DatasetInfo, data: GraphData, split: Split, transform: Any) -> Prepared:
+def _graph(info: DatasetInfo, data: GraphData, split: Split, transform: types.ModuleType) -> Prepared:
     pyg = _pyg()
     x = torch.from_numpy(data.x)
     x = transform.transform(_norm(info, x, split.train))(x)

@@ -1,19 +1,37 @@
-"""Input transforms by name (LEMUR's naming), as torch ops: torchvision has no CPU build here.
+"""Input transforms by LEMUR name, as torch ops on batches: torchvision has no CPU build here.
 
-Each module ``<name>.py`` defines ``transform(norm)`` returning a callable on a float tensor of
-shape ``(..., C, H, W)``. Its source is what ``/v1/data`` reports as ``transform_code``.
+A name parses into a ``TransformSpec`` (family, size, flip); ``TRANSFORMS`` lists the accepted
+patterns and ``FAMILIES`` what each family does. ``transform_source(name)`` is one standalone file
+implementing exactly that transform (the template ``pipeline.py`` with the name's parameters bound),
+stored as the trial's ``transform_code``; ``load_transform(name)`` runs that source as a module.
+Importing this package does not import torch.
 """
 
 from __future__ import annotations
 
-from ..errors import UnknownChoiceError
+from ._names import (
+    FAMILIES,
+    MAX_SIZE,
+    SOFT_PAD_SIZE,
+    TRANSFORMS,
+    TransformSpec,
+    UnknownTransformError,
+    check_transform,
+    parse_transform,
+)
+from ._source import TEMPLATE_MODULE, load_transform, transform_module, transform_source
 
-__all__ = ["TRANSFORMS", "transform_module"]
-
-TRANSFORMS: tuple[str, ...] = ("echo", "norm")
-
-
-def transform_module(name: str) -> str:
-    if name not in TRANSFORMS:
-        raise UnknownChoiceError("transform", name, TRANSFORMS)
-    return f"{__name__}.{name}"
+__all__ = [
+    "FAMILIES",
+    "MAX_SIZE",
+    "SOFT_PAD_SIZE",
+    "TEMPLATE_MODULE",
+    "TRANSFORMS",
+    "TransformSpec",
+    "UnknownTransformError",
+    "check_transform",
+    "load_transform",
+    "parse_transform",
+    "transform_module",
+    "transform_source",
+]

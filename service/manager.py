@@ -42,7 +42,7 @@ from search_spaces import get_search_space
 from search_spaces._codegen import module_source
 from search_spaces.datasets import get_dataset
 from search_spaces.metrics import METRICS, metric_module
-from search_spaces.transforms import transform_module
+from search_spaces.transforms import parse_transform, transform_source
 from workers.executor import Executor, ExecutorError, ExecutorEvent, TrialResources
 from workers.protocol import TrialPayload
 
@@ -146,7 +146,8 @@ class JobRunner:
             self.started_at: datetime = job.started_at or self.executor.now()
         self.info = get_dataset(self.spec.dataset).describe(settings.data_dir)
         self.space = get_search_space(self.spec.search_space.kind, self.spec.search_space.params, task=self.info.task)
-        self.in_shape = [1, *self.info.in_shape]
+        # the shape the model sees: the dataset's, resized by a sized transform (norm_299, ...)
+        self.in_shape = [1, *parse_transform(self.spec.transform).out_shape(self.info.in_shape)]
         self.out_shape = list(self.info.out_shape)
         self.metric_key = f"val_{METRICS[self.info.metric][0]}"
         self.parallelism = self.spec.budget.parallelism
@@ -247,7 +248,7 @@ class JobRunner:
             ).source_id
             transform = self.spec.transform
             self.transform_source_id = get_or_create_source(
-                session, kind="transform", name=transform, code=module_source(transform_module(transform))
+                session, kind="transform", name=transform, code=transform_source(transform)
             ).source_id
         with self.store.read() as session:
             trials = session.scalars(select(Trial).where(Trial.job_id == self.job_id).order_by(Trial.number)).all()

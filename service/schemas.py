@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from search_spaces import SearchSpace, SearchSpaceError, search_space_class, search_space_kinds
 from search_spaces.datasets import dataset_names, get_dataset, split_sizes
 from search_spaces.metrics import METRICS
-from search_spaces.transforms import TRANSFORMS
+from search_spaces.transforms import check_transform
 
 from .strategies import PRUNERS, SAMPLERS, validate_pruner_params, validate_sampler_params
 
@@ -178,9 +178,7 @@ class TrainingSpec(_Body):
     @field_validator("transform")
     @classmethod
     def _known_transform(cls, name: str | None) -> str | None:
-        if name is not None and name not in TRANSFORMS:
-            raise ValueError(f"unknown transform {name!r}; allowed: {_choices(TRANSFORMS)}")
-        return name
+        return name if name is None else check_transform(name)  # ValueError naming the allowed patterns
 
     @field_validator("split")
     @classmethod
@@ -318,6 +316,9 @@ class JobCreate(_Body):
                 split_sizes(size, training.split)
             except ValueError as error:
                 raise ValueError(f"split: {error} (dataset {dataset!r})") from None
+        if dataset is not None and training.transform is not None:
+            # an image transform on a table or graph: refused here, not by every trial
+            check_transform(training.transform, get_dataset(dataset).info)
         return training
 
     @model_validator(mode="after")
@@ -445,27 +446,28 @@ class DataRow(BaseModel):
     metric_code: str | None
     metric_id: str | None
     nn: str
-    nn_code: str
-    nn_id: str
+    nn_code: str | None = Field(description="the model's source; null for imported statistics without model files")
+    nn_id: str | None = Field(description="md5 of nn_code without whitespace (LEMUR's identity); null without code")
     epoch: int
     accuracy: float | None
-    duration: int
+    duration: int | None = Field(description="nanoseconds of training up to this epoch, cumulative; null if unknown")
     prm_id: str
     transform_code: str | None
     transform_id: str | None
     prm: dict[str, Any]
     run_id: int
     job_id: int
-    seed: int
+    seed: int | None = Field(description="the training seed; null where unknown (imported statistics)")
     split: str
     created_at: datetime
-    search_space: str
-    arch: str
+    search_space: str | None
+    arch: str | None
 
 
 class DataRows(BaseModel):
     data: list[DataRow]
     count: int
+    next_offset: int | None = Field(None, description="more rows match: the offset of the next page")
 
 
 class PromptExample(BaseModel):

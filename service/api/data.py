@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from search_spaces.metrics import METRICS
+from search_spaces.metrics import metric_direction
 
 from ..prompts import compact_code
 from ..schemas import DataRow, DataRows, PromptExample, PromptExamples
@@ -14,6 +14,9 @@ from ..store import queries
 from .deps import ReadAccess, StoreDep
 
 router = APIRouter(prefix="/v1", tags=["data"])
+
+#: the most rows one ``/v1/data`` answer holds
+PAGE_ROWS = 10_000
 
 
 @router.get("/data", dependencies=[ReadAccess])
@@ -29,10 +32,16 @@ def data(
     ] = None,
     only_best_accuracy: bool = False,
     unique_nn: Annotated[bool, Query(description="one row per model: its best (the metric's direction)")] = False,
-    max_rows: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    max_rows: Annotated[
+        int | None, Query(ge=1, description=f"at most this many rows (one answer holds at most {PAGE_ROWS:,})")
+    ] = None,
+    offset: Annotated[int, Query(ge=0, description="rows to skip: the previous answer's next_offset")] = 0,
 ) -> DataRows:
-    """Per-epoch results, one row per (trial, epoch), with LEMUR's columns and Cellar's own."""
+    """Per-epoch results, one row per (trial, epoch), with LEMUR's columns and Cellar's own.
+
+    One answer holds at most ``PAGE_ROWS`` rows; when more match, ``next_offset`` is the
+    ``offset`` of the next page (``service.lemur.data`` follows it)."""
+    limit = min(max_rows or PAGE_ROWS, PAGE_ROWS)
     with store.read() as session:
         rows = queries.data_rows(
             session,
@@ -45,11 +54,15 @@ def data(
                 nn_prefixes=nn_prefixes,
                 only_best_accuracy=only_best_accuracy,
                 unique_nn=unique_nn,
-                max_rows=max_rows,
+                max_rows=limit + 1,
                 offset=offset,
             ),
         )
-    return DataRows(data=[DataRow(**row) for row in rows], count=len(rows))
+    more = len(rows) > limit and (max_rows is None or max_rows > limit)
+    rows = rows[:limit]
+    return DataRows(
+        data=[DataRow(**row) for row in rows], count=len(rows), next_offset=offset + limit if more else None
+    )
 
 
 @router.get("/prompt-examples", dependencies=[ReadAccess])
@@ -68,10 +81,11 @@ def prompt_examples(
         )
 
     def score(row: dict) -> float:  # type: ignore[type-arg]
-        direction = METRICS[row["metric"]][1] if row["metric"] in METRICS else "maximize"
-        return row["accuracy"] if direction == "maximize" else -row["accuracy"]
+        return row["accuracy"] if metric_direction(row["metric"]) == "maximize" else -row["accuracy"]
 
-    best = sorted(rows, key=lambda r: (-score(r), r["run_id"]))[:k]
+    # models known only by name (imported statistics without model files) teach a prompt nothing
+    with_code = [r for r in rows if r["nn_code"]]
+    best = sorted(with_code, key=lambda r: (-score(r), r["run_id"]))[:k]
     examples = [
         PromptExample(
             nn=r["nn"],

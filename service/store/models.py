@@ -20,9 +20,13 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
+    select,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from search_spaces.metrics import metric_direction
 
 __all__ = [
     "Architecture",
@@ -33,6 +37,7 @@ __all__ = [
     "Trial",
     "TrialEpoch",
     "TrialState",
+    "signed_score",
     "utcnow",
 ]
 
@@ -140,7 +145,8 @@ class Architecture(Base):
     num_params: Mapped[int | None] = mapped_column(BigInteger)
     flops: Mapped[int | None] = mapped_column(BigInteger)
     nn_name: Mapped[str] = mapped_column(String(200), index=True)
-    nn_code: Mapped[str] = mapped_column(Text)
+    #: None for models known only by name (LEMUR statistics imported without their model files)
+    nn_code: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -176,7 +182,10 @@ class Trial(Base):
     distributions: Mapped[dict[str, Any]]
     #: LEMUR's ``prm``: the hyperparameters the model was trained with
     prm: Mapped[dict[str, Any]]
-    seed: Mapped[int] = mapped_column(BigInteger)
+    #: LEMUR's ``uid`` of ``prm`` as imported (None: computed from ``prm``, see ``queries.prm_id``)
+    prm_id: Mapped[str | None] = mapped_column(String(64))
+    #: None where it is not known (imported LEMUR statistics)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
     split: Mapped[dict[str, Any] | None]
     epochs: Mapped[int] = mapped_column(Integer)
     values: Mapped[list[Any] | None]
@@ -199,6 +208,8 @@ class Trial(Base):
     #: this trial was interrupted (not by its own fault) and its configuration handed to a retry;
     #: it does not count towards ``max_trials``
     requeued: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: where an imported run came from (``lemur:<config>:<uid>:<n>``): a second import skips it
+    import_key: Mapped[str | None] = mapped_column(String(400), unique=True)
     metric_source_id: Mapped[int | None] = mapped_column(ForeignKey("cellar_sources.source_id"))
     transform_source_id: Mapped[int | None] = mapped_column(ForeignKey("cellar_sources.source_id"))
     worker: Mapped[str | None] = mapped_column(String(200))
@@ -218,7 +229,14 @@ class Trial(Base):
 
 
 class TrialEpoch(Base):
-    """The metrics of one trial after one epoch (epochs count from 1)."""
+    """The metrics of one trial after one epoch (epochs count from 1).
+
+    It also carries copies of its trial's ``task, dataset, metric`` (from the job) and model name
+    ``nn``, and ``score``, the metric signed so that higher is better: LEMUR-style queries filter,
+    rank and order on this one table through its composite indexes, then join the few rows they
+    return to their trials. A ``before_insert`` hook fills the copies for rows added through the
+    ORM; bulk writers (the LEMUR import) set them.
+    """
 
     __tablename__ = "cellar_trial_epochs"
 
@@ -229,6 +247,49 @@ class TrialEpoch(Base):
     loss: Mapped[float | None] = mapped_column(Float)
     val_loss: Mapped[float | None] = mapped_column(Float)
     val_metric: Mapped[float | None] = mapped_column(Float)
-    #: seconds of training since the trial started, cumulative (LEMUR's duration, in seconds)
-    elapsed_seconds: Mapped[float] = mapped_column(Float)
+    #: seconds of training since the trial started, cumulative (LEMUR's duration, in seconds);
+    #: None where unknown (some LEMUR records have no duration)
+    elapsed_seconds: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    task: Mapped[str] = mapped_column(String(64))
+    dataset: Mapped[str] = mapped_column(String(100))
+    metric: Mapped[str] = mapped_column(String(32))
+    nn: Mapped[str] = mapped_column(String(200))
+    score: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (
+        Index("ix_cellar_trial_epochs_lemur", "task", "dataset", "metric", "nn", "epoch", "score"),
+        Index("ix_cellar_trial_epochs_nn", "nn", "epoch"),
+    )
+
+
+def signed_score(metric: str, value: float | None) -> float | None:
+    """``value`` signed so that higher is better for ``metric`` (LEMUR's name)."""
+    if value is None:
+        return None
+    return -value if metric_direction(metric) == "minimize" else value
+
+
+@event.listens_for(TrialEpoch, "before_insert")
+def _fill_lemur_columns(mapper: Any, connection: Any, row: TrialEpoch) -> None:
+    if row.task is None or row.dataset is None or row.metric is None or row.nn is None:
+        found = connection.execute(
+            select(Job.task, Job.dataset, Job.metric, Architecture.nn_name, Trial.duplicate_of_trial_id)
+            .select_from(Trial)
+            .join(Job, Job.job_id == Trial.job_id)
+            .outerjoin(Architecture, Architecture.architecture_id == Trial.architecture_id)
+            .where(Trial.trial_id == row.trial_id)
+        ).first()
+        if found is None:
+            raise ValueError(f"trial {row.trial_id} of an epoch row does not exist")
+        if found[4] is not None:
+            # its result is its original's: listing its epochs too would count one training twice
+            raise ValueError(f"trial {row.trial_id} duplicates trial {found[4]} and has no epochs of its own")
+        row.task, row.dataset, row.metric = found[0], found[1], found[2]
+        row.nn = found[3] if found[3] is not None else ""
+    row.score = signed_score(row.metric, row.val_metric)
+
+
+@event.listens_for(TrialEpoch, "before_update")
+def _update_score(mapper: Any, connection: Any, row: TrialEpoch) -> None:
+    row.score = signed_score(row.metric, row.val_metric)

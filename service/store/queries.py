@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, case, func, literal, or_, select, update
-from sqlalchemy.orm import Session, aliased, selectinload
+from sqlalchemy import Select, and_, func, literal, or_, select, true, update
+from sqlalchemy.orm import Session, selectinload
 
 from search_spaces import nn_id
-from search_spaces.metrics import METRICS
 
 from ..errors import ConflictError, NotFoundError
 from .models import Architecture, Job, JobStatus, Source, Trial, TrialEpoch, utcnow
@@ -24,6 +22,7 @@ __all__ = [
     "get_or_create_architecture",
     "get_or_create_source",
     "get_trial",
+    "lemur_row_id",
     "list_jobs",
     "list_trials",
     "prm_id",
@@ -162,6 +161,13 @@ def prm_id(prm: dict[str, Any]) -> str:
     return nn_id(str(only))
 
 
+def lemur_row_id(*values: Any) -> str:
+    """LEMUR's ``id`` of a statistics row: md5 of the list ``[transform, prm_id, task, dataset,
+    metric, nn, epoch, duration, accuracy]`` as Python prints it, whitespace removed. Imported
+    rows keep the ids LEMUR gives them; Cellar's own rows get theirs by the same rule."""
+    return nn_id(str(list(values)))
+
+
 @dataclass(frozen=True)
 class DataQuery:
     """LEMUR's ``data()`` filters. ``None`` means no filter; sequences mean any of the values."""
@@ -188,111 +194,127 @@ def data_rows(session: Session, query: DataQuery) -> list[dict[str, Any]]:
     that are minimised). Ties keep every tied row, as LEMUR does. ``unique_nn`` then keeps one row
     per model name: its best, the earliest run and epoch among ties. ``nn_prefixes`` are bound
     ``LIKE`` patterns with ``%`` and ``_`` escaped (LEMUR pastes them into its SQL).
+
+    Filtering, ranking, ordering and paging run on the epoch table alone, whose copies of task,
+    dataset, metric and nn sit under composite indexes; only the page's rows are then joined to
+    their trials, models and sources.
     """
-    metric_source = aliased(Source)
-    transform_source = aliased(Source)
-    minimised = [name for name, (_, direction) in METRICS.items() if direction == "minimize"]
-    score = case((Job.metric.in_(minimised), -TrialEpoch.val_metric), else_=TrialEpoch.val_metric)
-    columns = [
-        TrialEpoch.trial_id.label("run_id"),
-        TrialEpoch.epoch,
-        TrialEpoch.val_metric.label("accuracy"),
-        TrialEpoch.elapsed_seconds,
-        Trial.prm,
-        Trial.seed,
-        Trial.created_at,
-        Job.job_id,
-        Job.task,
-        Job.dataset,
-        Job.metric,
-        Architecture.nn_name.label("nn"),
-        Architecture.nn_code,
-        Architecture.search_space,
-        Architecture.encoding.label("arch"),
-        metric_source.code.label("metric_code"),
-        metric_source.code_md5.label("metric_id"),
-        transform_source.code.label("transform_code"),
-        transform_source.code_md5.label("transform_id"),
-    ]
-    filters = [Trial.duplicate_of_trial_id.is_(None)]
+    E = TrialEpoch
+    filters = []
     for column, values in (
-        (Job.task, query.task),
-        (Job.dataset, query.dataset),
-        (Job.metric, query.metric),
-        (Architecture.nn_name, query.nn),
-        (TrialEpoch.epoch, query.epoch),
+        (E.task, query.task),
+        (E.dataset, query.dataset),
+        (E.metric, query.metric),
+        (E.nn, query.nn),
+        (E.epoch, query.epoch),
     ):
         if values:
-            filters.append(column.in_(list(values)))
+            values = list(values)
+            filters.append(column == values[0] if len(values) == 1 else column.in_(values))
     if query.nn_prefixes:
-        filters.append(or_(*(Architecture.nn_name.startswith(p, autoescape=True) for p in query.nn_prefixes)))
-    if query.only_best_accuracy or query.unique_nn:
-        # rows without a value cannot be best (LEMUR's MAX ignores NULLs; PostgreSQL sorts them first)
-        filters.append(TrialEpoch.val_metric.is_not(None))
-    base = (
-        select(*columns, score.label("score"))
-        .select_from(TrialEpoch)
-        .join(Trial, Trial.trial_id == TrialEpoch.trial_id)
-        .join(Job, Job.job_id == Trial.job_id)
-        .join(Architecture, Architecture.architecture_id == Trial.architecture_id)
-        .outerjoin(metric_source, metric_source.source_id == Trial.metric_source_id)
-        .outerjoin(transform_source, transform_source.source_id == Trial.transform_source_id)
-        .where(and_(*filters))
-    )
-    if query.only_best_accuracy or query.unique_nn:
-        # a model's best row is also at the best of its own (task, ..., epoch) group, so one pass
-        # over both windows gives either filter and their combination
-        ranked = base.add_columns(
-            func.rank()
-            .over(
-                partition_by=(Job.task, Job.dataset, Job.metric, Architecture.nn_name, TrialEpoch.epoch),
-                order_by=score.desc().nulls_last(),
+        filters.append(or_(*(E.nn.startswith(p, autoescape=True) for p in query.nn_prefixes)))
+    keys = (E.trial_id, E.epoch, E.task, E.dataset, E.metric, E.nn)
+    group = (E.task, E.dataset, E.metric, E.nn, E.epoch)
+    if query.unique_nn:
+        # a model's best row: the rows at its highest score (rows without a value cannot be
+        # best), the earliest run and epoch among ties. A model's best row is also at the best of
+        # its own (task, ..., epoch) group, so with only_best_accuracy too the answer is the same.
+        best = select(E.nn, func.max(E.score).label("top")).where(*filters).group_by(E.nn).subquery()
+        tied = (
+            select(
+                *keys,
+                func.row_number().over(partition_by=E.nn, order_by=(E.trial_id, E.epoch)).label("nn_rank"),
             )
-            .label("best_rank"),
-            func.row_number()
-            .over(
-                partition_by=Architecture.nn_name,
-                order_by=(score.desc().nulls_last(), TrialEpoch.trial_id, TrialEpoch.epoch),
-            )
-            .label("nn_rank"),
-        ).subquery()
-        keep = []
-        if query.only_best_accuracy:
-            keep.append(ranked.c.best_rank == literal(1))
-        if query.unique_nn:
-            keep.append(ranked.c.nn_rank == literal(1))
-        source = (
-            select(*[c for c in ranked.c if c.name not in ("best_rank", "nn_rank")]).where(and_(*keep)).subquery()
+            .join(best, and_(E.nn == best.c.nn, E.score == best.c.top))
+            .where(*filters)
+            .subquery()
         )
+        chosen = select(*(tied.c[k.key] for k in keys)).where(tied.c.nn_rank == literal(1)).subquery()
+    elif query.only_best_accuracy:
+        # LEMUR's rule, in the metric's direction: in each (task, dataset, metric, nn, epoch) group
+        # the rows at the group's best value, ties kept; a covering scan of the composite index
+        # finds each group's best, then an index seek its rows
+        best = select(*group, func.max(E.score).label("top")).where(*filters).group_by(*group).subquery()
+        matches = [column == best.c[column.key] for column in group]
+        chosen = select(*keys).join(best, and_(*matches, E.score == best.c.top)).where(*filters).subquery()
     else:
-        source = base.subquery()
-    ordered = select(source).order_by(
-        source.c.task, source.c.dataset, source.c.metric, source.c.nn, source.c.epoch, source.c.run_id
+        chosen = select(*keys).where(and_(true(), *filters)).subquery()
+    page = select(chosen).order_by(
+        chosen.c.task, chosen.c.dataset, chosen.c.metric, chosen.c.nn, chosen.c.epoch, chosen.c.trial_id
     )
     if query.max_rows:
-        ordered = ordered.limit(query.max_rows)
+        page = page.limit(query.max_rows)
     if query.offset:
-        ordered = ordered.offset(query.offset)
+        page = page.offset(query.offset)
+    page = page.subquery()
+
+    detail = (
+        select(
+            page.c.trial_id.label("run_id"),
+            page.c.epoch,
+            page.c.task,
+            page.c.dataset,
+            page.c.metric,
+            page.c.nn,
+            E.val_metric.label("accuracy"),
+            E.elapsed_seconds,
+            Trial.prm,
+            Trial.prm_id,
+            Trial.seed,
+            Trial.split,
+            Trial.created_at,
+            Trial.job_id,
+            Architecture.nn_code,
+            Architecture.search_space,
+            Architecture.encoding.label("arch"),
+            Trial.metric_source_id,
+            Trial.transform_source_id,
+        )
+        .select_from(page)
+        .join(E, and_(E.trial_id == page.c.trial_id, E.epoch == page.c.epoch))
+        .join(Trial, Trial.trial_id == page.c.trial_id)
+        .outerjoin(Architecture, Architecture.architecture_id == Trial.architecture_id)
+        .order_by(page.c.task, page.c.dataset, page.c.metric, page.c.nn, page.c.epoch, page.c.trial_id)
+    )
+    found = session.execute(detail).mappings().all()
+    # metric and transform sources are few and long: read each once, not once per row
+    source_ids = {r[k] for r in found for k in ("metric_source_id", "transform_source_id")} - {None}
+    sources = {
+        source_id: (code, md5)
+        for source_id, code, md5 in session.execute(
+            select(Source.source_id, Source.code, Source.code_md5).where(Source.source_id.in_(source_ids))
+        )
+    }
+    none = (None, None)
     rows = []
-    for row in session.execute(ordered).mappings():
+    for row in found:
+        metric_code, metric_id = sources.get(row["metric_source_id"], none)
+        transform_code, transform_id = sources.get(row["transform_source_id"], none)
         prm = dict(row["prm"] or {})
+        code = row["nn_code"]
+        elapsed = row["elapsed_seconds"]
+        duration = int(round(elapsed * 1e9)) if elapsed is not None else None
+        uid = row["prm_id"] or prm_id(prm)
         rows.append(
             {
-                "id": hashlib.md5(f"cellar:{row['run_id']}:{row['epoch']}".encode()).hexdigest(),
+                "id": lemur_row_id(
+                    prm.get("transform"), uid, row["task"], row["dataset"], row["metric"], row["nn"],
+                    row["epoch"], duration, row["accuracy"],
+                ),
                 "task": row["task"],
                 "dataset": row["dataset"],
                 "metric": row["metric"],
-                "metric_code": row["metric_code"],
-                "metric_id": row["metric_id"],
+                "metric_code": metric_code,
+                "metric_id": metric_id,
                 "nn": row["nn"],
-                "nn_code": row["nn_code"],
-                "nn_id": nn_id(row["nn_code"]),
+                "nn_code": code,
+                "nn_id": nn_id(code) if code is not None else None,
                 "epoch": row["epoch"],
                 "accuracy": row["accuracy"],
-                "duration": int(round(row["elapsed_seconds"] * 1e9)),
-                "prm_id": prm_id(prm),
-                "transform_code": row["transform_code"],
-                "transform_id": row["transform_id"],
+                "duration": duration,
+                "prm_id": uid,
+                "transform_code": transform_code,
+                "transform_id": transform_id,
                 "prm": prm,
                 "run_id": row["run_id"],
                 "job_id": row["job_id"],

@@ -104,7 +104,8 @@ def test_a_valid_job_is_queued_with_its_full_spec(client: TestClient) -> None:
         ({"resources__memory_mb_per_trial": 10**9}, "body.resources.memory_mb_per_trial", "less than or equal to 1048576"),
         ({"budget__epoch_timeout_s": 0}, "body.budget.epoch_timeout_s", "greater than 0"),
         ({"training__optimizer": "lbfgs"}, "body.training.optimizer", "'sgd', 'adam' or 'adamw'"),
-        ({"training__transform": "norm_299"}, "body.training.transform", "unknown transform 'norm_299'; allowed: 'echo', 'norm'"),
+        ({"training__transform": "norm_299x"}, "body.training.transform", "unknown transform 'norm_299x'; allowed: norm[_<size>][_flip]"),
+        ({"training__transform": "norm_64", "dataset": "iris", "search_space": {"kind": "kan"}}, "body.training", "works on images"),
         ({"resources__cpus_per_trial": 0}, "body.resources.cpus_per_trial", "greater than 0"),
         ({"budgett": {"max_trials": 3}}, "body.budgett", "Extra inputs are not permitted"),
         (
@@ -210,7 +211,7 @@ def test_discovery_endpoints(client: TestClient) -> None:
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["store"]["revision"] == health["store"]["head"]
     assert health["executor"] == {"status": "disabled"}
-    assert client.get("/v1/data", params={"task": "img-classification"}).json() == {"data": [], "count": 0}
+    assert client.get("/v1/data", params={"task": "img-classification"}).json() == {"data": [], "count": 0, "next_offset": None}
 
 
 def test_a_file_dataset_without_its_files_is_a_422_that_says_where_they_go(client: TestClient) -> None:

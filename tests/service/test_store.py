@@ -44,7 +44,7 @@ def test_migrations_upgrade_downgrade_upgrade(empty_store: Store) -> None:
     upgrade(empty_store)
     assert CELLAR_TABLES | {VERSION_TABLE} <= tables(empty_store)
     assert "alembic_version" not in tables(empty_store)
-    assert current_revision(empty_store) == head_revision() == "0004"
+    assert current_revision(empty_store) == head_revision() == "0005"
     check_schema(empty_store)
     downgrade(empty_store, "base")
     assert not (CELLAR_TABLES & tables(empty_store))
@@ -266,8 +266,11 @@ def test_data_filters_paging_and_duplicates(store: Store) -> None:
         digits = make_job(session)
         other = make_job(session, dataset="cifar-10")
         original = make_trial(session, digits, 0, "nb201-aaa", [0.3, 0.5])
-        make_trial(session, digits, 1, "nb201-aaa", [0.3, 0.5], duplicate_of_trial_id=original.trial_id)
+        make_trial(session, digits, 1, "nb201-aaa", [], duplicate_of_trial_id=original.trial_id)
         make_trial(session, other, 0, "nb201-ccc", [0.7])
+    # a duplicate reuses its original's result: it cannot get epochs (rows) of its own
+    with pytest.raises(ValueError, match="duplicates trial"), store.write() as session:
+        make_trial(session, digits, 2, "nb201-aaa", [0.3], duplicate_of_trial_id=original.trial_id)
     assert {r["dataset"] for r in _rows(store, dataset=["digits"])} == {"digits"}
     assert len(_rows(store, dataset=["digits"])) == 2  # the duplicate trial adds no rows
     assert len(_rows(store, dataset=["digits", "cifar-10"])) == 3

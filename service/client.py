@@ -96,6 +96,13 @@ class CellarClient:
     def cancel(self, job_id: int) -> dict[str, Any]:
         return self._request("POST", f"/v1/jobs/{job_id}/cancel")
 
+    def submit_model(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /v1/models``: waits while the server trains the model (no read timeout)."""
+        return self._request("POST", "/v1/models", json=body, timeout=httpx.Timeout(60.0, read=None))
+
+    def model(self, run_id: int) -> dict[str, Any]:
+        return self._request("GET", f"/v1/models/{run_id}")
+
     def data(self, **filters: Any) -> list[dict[str, Any]]:
         params = {k: v for k, v in filters.items() if v is not None}
         return self._request("GET", "/v1/data", params=params)["data"]

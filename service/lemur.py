@@ -1,4 +1,5 @@
-"""LEMUR's Python API over a Cellar server: ``data()`` with the signature of ``ab.nn.api.data``.
+"""LEMUR's Python API over a Cellar server: ``data()`` and ``check_nn()`` with the signatures of
+``ab.nn.api``.
 
 Code written against the LEMUR neural network dataset (``from ab.nn.api import data``) switches
 to ``from service.lemur import data``: the same arguments, a pandas DataFrame with LEMUR's
@@ -9,12 +10,14 @@ stale; ``data.cache_clear()`` exists (pipelines call it) and has nothing to clea
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from .client import CellarClient
 
-__all__ = ["LEMUR_COLUMNS", "data"]
+__all__ = ["LEMUR_COLUMNS", "ModelCheckError", "check_nn", "data"]
 
 #: the columns of LEMUR's ``data()``, in its order
 LEMUR_COLUMNS = (
@@ -91,3 +94,78 @@ class _Data:
 
 
 data = _Data()
+
+
+class ModelCheckError(RuntimeError):
+    """The submitted model failed (LEMUR's ``check_nn`` raises too). ``kind`` is the failed stage:
+    ``syntax``, ``contract``, ``shape``, ``nan_loss``, ``oom``, ``timeout`` or ``runtime``;
+    ``result`` the server's whole answer (``failure`` holds line, traceback or shapes)."""
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        failure = result.get("failure") or {}
+        self.kind: str = failure.get("kind", "runtime")
+        self.result = result
+        super().__init__(f"{self.kind}: {failure.get('message', 'the model failed')}")
+
+
+def _write_stat(save_path: str | Path, result: dict[str, Any]) -> None:
+    """The result's epochs as LEMUR statistics files (``cellar import-lemur`` reads them back)."""
+    folder = Path(save_path) / f"{result['task']}_{result['dataset']}_{result['metric']}_{result['name']}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for epoch in result["epochs"]:
+        record = {**result["prm"], "accuracy": epoch["accuracy"], "duration": epoch["duration"], "uid": result["prm_id"]}
+        path = folder / f"{epoch['epoch']}.json"
+        records = json.loads(path.read_text()) if path.exists() else []
+        path.write_text(json.dumps([*records, record], indent=4, sort_keys=True))
+
+
+def check_nn(
+    nn_code: str,
+    task: str,
+    dataset: str,
+    metric: str,
+    prm: dict[str, Any],
+    save_to_db: bool = True,
+    prefix: str | None = None,
+    save_path: str | Path | None = None,
+    export_onnx: bool = False,
+    epoch_limit_minutes: float = 30,
+    transform_dir: str | Path | None = None,
+    *,
+    seed: int = 0,
+    url: str | None = None,
+    api_key: str | None = None,
+) -> tuple[str, float, float, float]:
+    """Train ``nn_code`` on the Cellar server and return LEMUR's ``(name, accuracy,
+    accuracy_to_time, code_quality)``; a model that fails raises ``ModelCheckError``.
+
+    ``prm`` holds ``batch``, ``epoch`` (epochs), ``transform`` and the model's own values (``lr``,
+    ``momentum``, ...). ``save_path`` also writes the statistics there as LEMUR's
+    ``<task>_<dataset>_<metric>_<name>/<epoch>.json``. ``export_onnx`` and ``transform_dir``
+    (custom transform files) are LEMUR features Cellar does not have: passing them is an error.
+    """
+    if export_onnx:
+        raise ValueError("export_onnx is not supported: Cellar keeps no weights (train the code yourself to export it)")
+    if transform_dir is not None:
+        raise ValueError(
+            "transform_dir is not supported: Cellar runs its own transforms by LEMUR name "
+            "(norm_<size>, echo_<size>, complex_<size>, ..._flip); give the name in prm['transform']"
+        )
+    body = {
+        "nn_code": nn_code,
+        "task": task,
+        "dataset": dataset,
+        "metric": metric,
+        "prm": dict(prm),
+        "save_to_db": save_to_db,
+        "prefix": prefix,
+        "epoch_limit_minutes": epoch_limit_minutes,
+        "seed": seed,
+    }
+    with CellarClient(url, api_key) as client:
+        result = client.submit_model(body)
+    if result["status"] != "ok":
+        raise ModelCheckError(result)
+    if save_path is not None:
+        _write_stat(save_path, result)
+    return result["name"], result["accuracy"], result["accuracy_to_time"], result["code_quality"]

@@ -51,6 +51,16 @@ class Settings(BaseSettings):
         ),
     )
     start_manager: bool = Field(True, description="run the job manager (and Ray) inside the API process")
+    model_workers: int = Field(
+        1, ge=1, le=64, description="submitted models (POST /v1/models) trained at once, each in its own sandbox"
+    )
+    model_memory_mb: int = Field(
+        2048, ge=64, description="private memory a submitted model may use on top of the libraries and data, MiB"
+    )
+    model_setup_timeout_s: float = Field(
+        180.0, gt=0, description="seconds a sandbox may take to start, load the data and check the model"
+    )
+    model_file_mb: int = Field(64, ge=1, description="largest file a submitted model may write in its directory, MiB")
 
     def resolved_api_key(self) -> str:
         """``CELLAR_API_KEY``, else the key in ``api_key_file``, created with a fresh random key."""

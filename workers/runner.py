@@ -82,7 +82,8 @@ def _memory_errors(cap_mb: int | None) -> Iterator[None]:
 
 def _oom_message(text: str, cap_mb: int | None) -> str:
     where = f"its memory cap of {cap_mb} MiB (resources.memory_mb_per_trial)" if cap_mb else "the available memory"
-    return f"out of memory: the trial needed more than {where}: {text.strip().splitlines()[0][:300]}"
+    lines = text.strip().splitlines() or ["an allocation failed"]
+    return f"out of memory: the trial needed more than {where}: {lines[0][:300]}"
 
 
 @dataclass
@@ -202,20 +203,13 @@ class TrialRunner:
         # inside Ray, CUDA_VISIBLE_DEVICES holds only the GPU(s) Ray assigned: "cuda" is that one
         device = torch.device("cuda" if p.use_gpu else "cpu")
 
-        root = Path(p.data_dir) if p.data_dir else None
-        dataset = get_dataset(p.dataset)
         fresh = (p.dataset, p.data_dir) not in self._datasets
         before = _vm_data()
-        data = self._load(p.dataset, p.data_dir)
+        self.load(p)
         loaded = _vm_data() - before
-        info = dataset.describe(root)
-        split = seeded_split(len(data), p.split_seed, p.split_fractions)
-        transform = load_transform(str(p.prm.get("transform", info.transform)))
-        prepared = prepare(info, data, split, p.prm, p.seed, transform)
+        info, split, prepared, in_shape, out_shape = self.prepare(p)
 
         _seed_everything(p.seed)
-        in_shape = (1, *transform.out_shape(info.in_shape))  # what the model sees: norm_299 gives 299x299
-        out_shape = tuple(info.out_shape)
         module = load_nn_module(p.nn_code, p.nn_name)
         model = module.Net(in_shape, out_shape, dict(p.prm), device)
         model.to(device)
@@ -291,6 +285,21 @@ class TrialRunner:
     def reset(self) -> None:
         """Drop the current trial (pruned or cancelled) and its memory."""
         self._active = None
+
+    def load(self, p: TrialPayload) -> None:
+        """Load (once per worker) the trial's dataset."""
+        self._load(p.dataset, p.data_dir)
+
+    def prepare(self, p: TrialPayload) -> tuple[Any, Any, Prepared, tuple[int, ...], tuple[int, ...]]:
+        """(dataset info, split, batches and evaluations, the model's in_shape, out_shape) of a trial."""
+        root = Path(p.data_dir) if p.data_dir else None
+        data = self._load(p.dataset, p.data_dir)
+        info = get_dataset(p.dataset).describe(root)
+        split = seeded_split(len(data), p.split_seed, p.split_fractions)
+        transform = load_transform(str(p.prm.get("transform", info.transform)))
+        prepared = prepare(info, data, split, p.prm, p.seed, transform)
+        in_shape = (1, *transform.out_shape(info.in_shape))  # what the model sees: norm_299 gives 299x299
+        return info, split, prepared, in_shape, tuple(info.out_shape)
 
     # ---- helpers -----------------------------------------------------------------------------
     def _require(self) -> _Active:

@@ -17,7 +17,8 @@ from .. import __version__
 from ..errors import CellarError, ConflictError, InvalidRequestError, NotFoundError, StoreError
 from ..settings import Settings, get_settings
 from ..store import Store, check_schema
-from . import data, jobs, meta
+from ..submissions import ModelChecker
+from . import data, jobs, meta, models
 
 __all__ = ["create_app"]
 
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None, *, executor: object | None = No
         app.state.store = store
         app.state.api_key = settings.resolved_api_key()
         app.state.manager = None
+        app.state.models = ModelChecker(store, settings)
         if settings.start_manager:
             from ..manager import JobManager
 
@@ -86,6 +88,7 @@ def create_app(settings: Settings | None = None, *, executor: object | None = No
     app.include_router(meta.router)
     app.include_router(jobs.router)
     app.include_router(data.router)
+    app.include_router(models.router)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:

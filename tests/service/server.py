@@ -64,7 +64,8 @@ class Server:
             assert self.process.poll() is None, f"cellar serve exited:\n{self.log.read_text()}"
             try:
                 health = httpx.get(f"{self.url}/healthz", timeout=2).json()
-                if health["executor"].get("status") == "ok":
+                # "disabled": a server without the job manager (CELLAR_START_MANAGER=false)
+                if health["executor"].get("status") in ("ok", "disabled"):
                     return self
             except (httpx.HTTPError, ValueError):
                 pass

@@ -1,0 +1,314 @@
+"""Submitted model code (``POST /v1/models``, LEMUR's ``check_nn``): identity, reuse, training in
+the sandbox, and the stored result.
+
+Identity is LEMUR's: ``nn_id`` is the md5 of the code without whitespace, the model's name
+``<prefix>-<nn_id>`` (``nn_id`` alone without a prefix). A submission whose code, ``prm``, dataset,
+seed and epochs were trained to completion before is answered with the stored result
+(``cached: true``) and not trained again; failed ones are tried again, as a timeout or an
+out-of-memory may not repeat.
+
+A stored submission is a job (search space ``code``, named ``model <name>``) with one trial,
+whose epochs ``/v1/data`` lists like any other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from typing import Any
+
+from sqlalchemy import select
+
+from search_spaces import nn_id
+from search_spaces._codegen import module_source
+from search_spaces.datasets import get_dataset
+from search_spaces.metrics import METRICS, metric_module
+from search_spaces.transforms import transform_source
+
+from .sandbox import SandboxLimits, SandboxOutcome, run_in_sandbox
+from .schemas import ModelEpoch, ModelFailure, ModelResult, ModelSubmission
+from .settings import Settings
+from .store import Architecture, Job, JobStatus, Store, Trial, TrialEpoch, TrialState, utcnow
+from .store.queries import get_or_create_source, prm_id
+
+__all__ = ["ModelChecker"]
+
+#: changes when the sandbox's training changes what a submission's result means
+_MODEL_PROTOCOL = 1
+_SPLIT = (0.6, 0.2, 0.2)
+
+
+def model_name(code: str, prefix: str | None) -> str:
+    digest = nn_id(code)
+    return f"{prefix}-{digest}" if prefix else digest
+
+
+def _cache_key(submission: ModelSubmission, samples: int) -> str:
+    key = {
+        "protocol": _MODEL_PROTOCOL,
+        "nn_id": nn_id(submission.nn_code),
+        "task": submission.task,
+        "dataset": submission.dataset,
+        "samples": samples,
+        "metric": submission.metric,
+        "prm": submission.prm,
+        "seed": submission.seed,
+        "split": list(_SPLIT),
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _chance(out_shape: list[int] | tuple[int, ...], metric: str) -> float:
+    """LEMUR's ``minimum_accuracy``: what guessing scores (1/classes for accuracy; 0 otherwise)."""
+    return 1.0 / out_shape[0] if metric == "acc" and out_shape and out_shape[0] > 0 else 0.0
+
+
+def accuracy_to_time(accuracy: float | None, chance: float, duration_ns: int | None) -> float | None:
+    """LEMUR's ``accuracy_to_time_metric``: accuracy gained over chance per 1e11 ns of training."""
+    if accuracy is None or not duration_ns:
+        return None
+    return max(0.0, accuracy - chance) / (duration_ns / 1e11)
+
+
+class ModelChecker:
+    """Trains submissions, ``settings.model_workers`` at a time, and stores their results."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self._slots = threading.BoundedSemaphore(settings.model_workers)
+
+    def check(self, submission: ModelSubmission) -> ModelResult:
+        info = get_dataset(submission.dataset).describe(self.settings.data_dir)
+        name = model_name(submission.nn_code, submission.prefix)
+        key = _cache_key(submission, info.num_samples)
+        with self.store.read() as session:
+            stored = session.scalars(
+                select(Trial)
+                .where(Trial.cache_key == key, Trial.origin == "submitted", Trial.state == TrialState.COMPLETE)
+                .order_by(Trial.trial_id)
+                .limit(1)
+            ).first()
+            if stored is not None:
+                return self._from_trial(session, stored, cached=True)
+        payload = {
+            "trial_id": 0,
+            "job_id": 0,
+            "number": 0,
+            "nn_name": name,
+            "nn_code": submission.nn_code,
+            "dataset": submission.dataset,
+            "prm": submission.prm,
+            "epochs": int(submission.prm["epoch"]),
+            "seed": submission.seed,
+            "split_seed": submission.seed,
+            "split_fractions": list(_SPLIT),
+            "data_dir": str(self.settings.data_dir) if self.settings.data_dir else None,
+        }
+        limits = SandboxLimits(
+            memory_mb=self.settings.model_memory_mb,
+            setup_timeout_s=self.settings.model_setup_timeout_s,
+            epoch_timeout_s=submission.epoch_limit_minutes * 60.0,
+            file_mb=self.settings.model_file_mb,
+        )
+        with self._slots:
+            outcome = run_in_sandbox(payload, limits, data_dir=payload["data_dir"])
+        result = self._result(submission, name, outcome, list(info.out_shape))
+        if submission.save_to_db:
+            result.run_id = self._save(submission, name, key, outcome, result)
+            result.saved = True
+        return result
+
+    # ---- results ---------------------------------------------------------------------------------
+    def _result(
+        self, submission: ModelSubmission, name: str, outcome: SandboxOutcome, out_shape: list[int]
+    ) -> ModelResult:
+        epochs = [
+            ModelEpoch(
+                epoch=e["epoch"],
+                accuracy=e.get("val_metric"),
+                loss=e.get("loss"),
+                val_loss=e.get("val_loss"),
+                duration=int(round(e["elapsed_seconds"] * 1e9)),
+            )
+            for e in outcome.epochs
+        ]
+        accuracy = epochs[-1].accuracy if epochs else None
+        duration = epochs[-1].duration if epochs else None
+        failure = None
+        if outcome.failure is not None:
+            known = {k: v for k, v in outcome.failure.items() if k in ModelFailure.model_fields}
+            failure = ModelFailure(**known)
+            if outcome.output_tail and failure.kind in ("runtime", "timeout", "oom"):
+                failure.message += f"\nthe model's last output: {outcome.output_tail[-500:]}"
+        setup = outcome.setup or {}
+        return ModelResult(
+            name=name,
+            nn_id=nn_id(submission.nn_code),
+            status="failed" if failure is not None else "ok",
+            accuracy=accuracy,
+            accuracy_to_time=accuracy_to_time(accuracy, _chance(out_shape, submission.metric), duration),
+            code_quality=outcome.code_quality,
+            duration=duration,
+            failure=failure,
+            epochs=epochs,
+            test_accuracy=(outcome.final or {}).get("test_metric"),
+            params=setup.get("num_params"),
+            flops=setup.get("flops"),
+            latency_ms=setup.get("latency_ms"),
+            task=submission.task,
+            dataset=submission.dataset,
+            metric=submission.metric,
+            prm=submission.prm,
+            prm_id=prm_id(submission.prm),
+            seed=submission.seed,
+            cached=False,
+            saved=False,
+            run_id=None,
+            isolation=outcome.isolation,
+        )
+
+    def _save(
+        self, submission: ModelSubmission, name: str, key: str, outcome: SandboxOutcome, result: ModelResult
+    ) -> int:
+        checked = outcome.checked or {}
+        in_shape, out_shape = checked.get("in_shape") or [], checked.get("out_shape") or []
+        digest = nn_id(submission.nn_code)
+        arch_hash = hashlib.sha256(json.dumps(["model", digest, in_shape, out_shape]).encode()).hexdigest()
+        now = utcnow()
+        spec = submission.model_dump(exclude={"nn_code"})
+        spec["kind"] = "model"
+        with self.store.write() as session:
+            job = Job(
+                name=f"model {name}",
+                status=JobStatus.SUCCEEDED if result.status == "ok" else JobStatus.FAILED,
+                search_space="code",
+                dataset=submission.dataset,
+                task=submission.task,
+                metric=submission.metric,
+                spec=spec,
+                cancel_requested=False,
+                error=result.failure.message if result.failure else None,
+                started_at=now,
+                finished_at=now,
+            )
+            session.add(job)
+            arch = session.scalars(select(Architecture).where(Architecture.arch_hash == arch_hash)).first()
+            if arch is None:
+                arch = Architecture(
+                    search_space="code",
+                    space_params={"prefix": submission.prefix},
+                    encoding=digest,
+                    arch_hash=arch_hash,
+                    dedup_hash=arch_hash,
+                    in_shape=in_shape,
+                    out_shape=out_shape,
+                    num_params=result.params,
+                    flops=result.flops,
+                    nn_name=name,
+                    nn_code=submission.nn_code,
+                )
+                session.add(arch)
+            session.flush()
+            metric_source = (
+                get_or_create_source(
+                    session, kind="metric", name=submission.metric, code=module_source(metric_module(submission.metric))
+                ).source_id
+                if submission.metric in METRICS
+                else None
+            )
+            transform = str(submission.prm["transform"])
+            trial = Trial(
+                job_id=job.job_id,
+                number=0,
+                architecture_id=arch.architecture_id,
+                state=TrialState.COMPLETE if result.status == "ok" else TrialState.FAILED,
+                params={},
+                distributions={},
+                prm=submission.prm,
+                seed=submission.seed,
+                split=(outcome.setup or {}).get("split"),
+                epochs=int(submission.prm["epoch"]),
+                values=[result.accuracy] if result.accuracy is not None and result.status == "ok" else None,
+                val_metric=result.accuracy,
+                test_metric=result.test_accuracy,
+                loss=result.epochs[-1].loss if result.epochs else None,
+                train_seconds=result.duration / 1e9 if result.duration is not None else None,
+                latency_ms=result.latency_ms,
+                cache_key=key,
+                origin="submitted",
+                metric_source_id=metric_source,
+                transform_source_id=get_or_create_source(
+                    session, kind="transform", name=transform, code=transform_source(transform)
+                ).source_id,
+                worker=(outcome.setup or {}).get("worker"),
+                error=json.dumps(result.failure.model_dump(exclude_none=True)) if result.failure else None,
+                started_at=now,
+                finished_at=now,
+            )
+            session.add(trial)
+            session.flush()
+            for epoch, reported in zip(result.epochs, outcome.epochs, strict=True):
+                session.add(
+                    TrialEpoch(
+                        trial_id=trial.trial_id,
+                        epoch=epoch.epoch,
+                        loss=epoch.loss,
+                        val_loss=epoch.val_loss,
+                        val_metric=epoch.accuracy,
+                        elapsed_seconds=float(reported["elapsed_seconds"]),
+                    )
+                )
+            # code quality is a property of the code: kept with the job's spec
+            job.spec = {**spec, "code_quality": result.code_quality, "isolation": result.isolation}
+            return trial.trial_id
+
+    def get(self, run_id: int) -> ModelResult | None:
+        with self.store.read() as session:
+            trial = session.get(Trial, run_id)
+            if trial is None or trial.origin != "submitted":
+                return None
+            return self._from_trial(session, trial, cached=False)
+
+    def _from_trial(self, session: Any, trial: Trial, *, cached: bool) -> ModelResult:
+        job, arch = trial.job, trial.architecture
+        assert arch is not None and arch.nn_code is not None
+        epochs = [
+            ModelEpoch(
+                epoch=e.epoch,
+                accuracy=e.val_metric,
+                loss=e.loss,
+                val_loss=e.val_loss,
+                duration=int(round((e.elapsed_seconds or 0.0) * 1e9)),
+            )
+            for e in trial.epoch_rows
+        ]
+        accuracy = epochs[-1].accuracy if epochs else None
+        duration = epochs[-1].duration if epochs else None
+        failure = ModelFailure(**json.loads(trial.error)) if trial.error else None
+        return ModelResult(
+            name=arch.nn_name,
+            nn_id=nn_id(arch.nn_code),
+            status="ok" if trial.state == TrialState.COMPLETE else "failed",
+            accuracy=accuracy,
+            accuracy_to_time=accuracy_to_time(accuracy, _chance(arch.out_shape, job.metric), duration),
+            code_quality=job.spec.get("code_quality"),
+            duration=duration,
+            failure=failure,
+            epochs=epochs,
+            test_accuracy=trial.test_metric,
+            params=arch.num_params,
+            flops=arch.flops,
+            latency_ms=trial.latency_ms,
+            task=job.task,
+            dataset=job.dataset,
+            metric=job.metric,
+            prm=trial.prm,
+            prm_id=prm_id(trial.prm),
+            seed=trial.seed or 0,
+            cached=cached,
+            saved=True,
+            run_id=trial.trial_id,
+            isolation=job.spec.get("isolation"),
+        )

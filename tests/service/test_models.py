@@ -1,0 +1,183 @@
+"""``POST /v1/models`` and LEMUR's ``check_nn``: submitted code trains in a sandbox, and every way
+a model can fail is produced here by a real misbehaving model, against a real ``cellar serve``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from service.lemur import ModelCheckError, check_nn
+from tests.search_spaces.lemur_models import MLP_CODE
+from tests.service.server import KEY, Server
+
+AUTH = {"Authorization": f"Bearer {KEY}"}
+PRM = {"lr": 0.05, "momentum": 0.9, "dropout": 0.1, "batch": 32, "epoch": 2, "transform": "norm"}
+MARKER = "        self.train()\n"
+
+
+def md5(code: str) -> str:
+    return hashlib.md5(re.sub(r"\s", "", code).encode()).hexdigest()
+
+
+def in_learn(lines: str) -> str:
+    """MLP_CODE with ``lines`` run at the start of every ``learn`` call."""
+    assert MARKER in MLP_CODE
+    body = "".join(f"        {line}\n" for line in lines.strip().splitlines())
+    return MLP_CODE.replace(MARKER, MARKER + body, 1)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    workdir = tmp_path_factory.mktemp("models")
+    server = Server(
+        workdir,
+        f"sqlite:///{workdir / 'cellar.db'}",
+        CELLAR_START_MANAGER="false",
+        CELLAR_MODEL_MEMORY_MB="512",
+        CELLAR_MODEL_SETUP_TIMEOUT_S="120",
+    ).start()
+    yield server
+    server.stop()
+
+
+def submit(server: Server, **fields: Any) -> httpx.Response:
+    body = {"nn_code": MLP_CODE, "task": "img-classification", "dataset": "digits", "metric": "acc", "prm": PRM, **fields}
+    return httpx.post(f"{server.url}/v1/models", json=body, headers=AUTH, timeout=300)
+
+
+def test_check_nn_trains_a_model_file_and_returns_lemurs_tuple(server: Server, tmp_path: Path) -> None:
+    started = time.monotonic()
+    name, accuracy, accuracy_to_time, code_quality = check_nn(
+        MLP_CODE, "img-classification", "digits", "acc", PRM, prefix="mlp", save_path=tmp_path, url=server.url, api_key=KEY
+    )
+    first = time.monotonic() - started
+    assert name == f"mlp-{md5(MLP_CODE)}"
+    assert 0.5 < accuracy <= 1.0 and accuracy_to_time > 0 and 0.5 < code_quality <= 1.0
+    # its epochs are LEMUR rows, with the code, the transform's source and LEMUR's ids
+    rows = httpx.get(f"{server.url}/v1/data", params={"nn": name}).json()["data"]
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[-1]["accuracy"] == accuracy
+    assert rows[0]["nn_code"] == MLP_CODE and rows[0]["nn_id"] == md5(MLP_CODE) and rows[0]["search_space"] == "code"
+    assert "def transform(norm)" in rows[0]["transform_code"] and rows[0]["prm"]["lr"] == PRM["lr"]
+    # save_path: LEMUR's statistics files
+    stat = tmp_path / f"img-classification_digits_acc_{name}"
+    records = json.loads((stat / "2.json").read_text())
+    assert records[0]["accuracy"] == accuracy and records[0]["uid"] == rows[0]["prm_id"] and records[0]["lr"] == PRM["lr"]
+    # the same code and prm again: the stored result, not a second training
+    again = submit(server, prefix="mlp").json()
+    assert again["cached"] and again["accuracy"] == accuracy and again["run_id"] == rows[0]["run_id"]
+    assert httpx.get(f"{server.url}/v1/data", params={"nn": name}).json()["count"] == 2
+    assert httpx.get(f"{server.url}/v1/models/{again['run_id']}").json()["name"] == name
+    # other prm: trained again, as another run of the same model
+    other = submit(server, prefix="mlp", prm={**PRM, "lr": 0.02, "epoch": 1}).json()
+    assert other["status"] == "ok" and not other["cached"] and other["run_id"] != again["run_id"]
+    assert first > 1.0  # a real training in a fresh process (the cached answer is the quick one)
+
+
+LOOP = "while True:\n    pass"
+FAILURES = {
+    "syntax": (MLP_CODE.replace("def forward(self, x):", "def forward(self, x)"), {}, "line"),
+    "contract": (MLP_CODE.replace("def learn(self, train_data):", "def fit(self, train_data):"), {}, "learn"),
+    "shape": (MLP_CODE.replace("nn.Linear(features, 64)", "nn.Linear(features + 3, 64)"), {}, "[32, 1, 8, 8]"),
+    "nan_loss": (in_learn("self.optimizer.param_groups[0]['lr'] = float('nan')"), {}, "diverged"),
+    "oom": (in_learn("self.hoard = torch.ones(2 ** 31)"), {}, "512 MiB"),
+    "timeout": (in_learn(LOOP), {"epoch_limit_minutes": 0.05}, "limit of 3 s"),
+    "runtime": (in_learn("raise ValueError('the data loader is empty')"), {}, "the data loader is empty"),
+}
+
+
+@pytest.mark.parametrize("kind", list(FAILURES))
+def test_each_failure_kind_comes_from_a_real_misbehaving_model(server: Server, kind: str) -> None:
+    code, fields, fragment = FAILURES[kind]
+    response = submit(server, nn_code=code, **fields)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["status"] == "failed" and result["failure"]["kind"] == kind, result["failure"]
+    assert fragment in json.dumps(result["failure"]), result["failure"]
+    if kind == "syntax":
+        assert result["failure"]["line"] == MLP_CODE.splitlines().index("    def forward(self, x):") + 1
+    if kind == "shape":
+        assert result["failure"]["input_shape"] == [32, 1, 8, 8]
+    if kind == "runtime":
+        assert "in learn" in result["failure"]["traceback"]  # trimmed to the model's own frames
+    if kind == "nan_loss":
+        assert result["epochs"] == []  # the first epoch diverged
+    with pytest.raises(ModelCheckError) as raised:
+        check_nn(code, "img-classification", "digits", "acc", PRM, save_to_db=False, url=server.url, api_key=KEY, **fields)
+    assert raised.value.kind == kind
+
+
+ESCAPES = {
+    "exit": ("import os\nos._exit(3)", "exit status 3"),
+    "fork bomb": ("import os\nwhile True:\n    os.fork()", "os.fork"),
+    "subprocess": ("import subprocess\nsubprocess.run(['sleep', '100'])", "subprocess.Popen"),
+    "network": ("import urllib.request\nurllib.request.urlopen('http://127.0.0.1:5432', timeout=2)", "does not allow socket"),
+    "write outside": ("open('{outside}', 'w').write('escaped')", "only in its own directory"),
+    "delete outside": ("import os\nos.remove('{victim}')", "only in its own directory"),
+    "huge allocation": ("self.hoard = bytearray(64 * 2 ** 30)", "out of memory"),
+}
+
+
+@pytest.mark.parametrize("case", list(ESCAPES))
+def test_the_server_survives_what_the_code_does(server: Server, case: str, tmp_path: Path) -> None:
+    outside, victim = tmp_path / "escaped.txt", tmp_path / "keep.txt"
+    victim.write_text("precious")
+    lines, fragment = ESCAPES[case]
+    before = httpx.get(f"{server.url}/v1/data").json()["count"]
+    result = submit(server, nn_code=in_learn(lines.format(outside=outside, victim=victim))).json()
+    assert result["status"] == "failed" and fragment in result["failure"]["message"], result["failure"]
+    assert not outside.exists() and victim.read_text() == "precious"
+    health = httpx.get(f"{server.url}/healthz").json()
+    assert health["status"] == "ok" and server.process is not None and server.process.poll() is None
+    assert httpx.get(f"{server.url}/v1/data").json()["count"] == before  # nothing stored is lost
+    # no process of the sandbox is left behind
+    children = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) == server.process.pid]
+    assert all("workers.sandbox" not in _cmdline(p) for p in children)
+
+
+def _parent(proc: Path) -> int | None:
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        ({"dataset": "imagenet"}, "unknown dataset 'imagenet'"),
+        ({"task": "txt-generation"}, "does not match dataset 'digits'"),
+        ({"metric": "ppl"}, "scored with 'acc'"),
+        ({"prm": {**PRM, "batch": 0}}, "prm.batch"),
+        ({"dataset": "iris", "task": "tab-classification", "prm": {**PRM, "transform": "norm_64"}}, "works on images"),
+        ({"prm": {**PRM, "transform": "norm_64x"}}, "unknown transform"),
+        ({"prefix": "a b"}, "prefix"),
+        ({"epoch_limit_minutes": 0}, "epoch_limit_minutes"),
+    ],
+)
+def test_bad_submissions_get_422_naming_the_problem(server: Server, fields: dict[str, Any], fragment: str) -> None:
+    response = submit(server, **fields)
+    assert response.status_code == 422 and fragment in response.text, response.text
+
+
+def test_submitting_needs_the_key_and_lemur_only_options_are_refused(server: Server) -> None:
+    response = httpx.post(f"{server.url}/v1/models", json={}, timeout=30)
+    assert response.status_code == 401
+    with pytest.raises(ValueError, match="export_onnx"):
+        check_nn(MLP_CODE, "img-classification", "digits", "acc", PRM, export_onnx=True, url=server.url)
+    with pytest.raises(ValueError, match="transform_dir"):
+        check_nn(MLP_CODE, "img-classification", "digits", "acc", PRM, transform_dir="t", url=server.url)

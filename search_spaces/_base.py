@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -20,12 +19,10 @@ if TYPE_CHECKING:  # optuna is only needed by callers that sample
 
 __all__ = ["SearchSpace", "SpaceParams", "nn_id"]
 
-_WHITESPACE = re.compile(r"\s+")
-
 
 def nn_id(nn_code: str) -> str:
     """LEMUR's model identity: md5 of the source with all whitespace removed."""
-    return hashlib.md5(_WHITESPACE.sub("", nn_code).encode()).hexdigest()
+    return hashlib.md5("".join(nn_code.split()).encode()).hexdigest()  # split(): the whitespace of \s
 
 
 class SpaceParams(BaseModel):

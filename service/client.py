@@ -104,8 +104,12 @@ class CellarClient:
         return self._request("GET", f"/v1/models/{run_id}")
 
     def data(self, **filters: Any) -> list[dict[str, Any]]:
+        return self.data_page(**filters)["data"]
+
+    def data_page(self, **filters: Any) -> dict[str, Any]:
+        """One answer of ``GET /v1/data``: ``data``, ``count``, ``next_offset`` (and ``codes``)."""
         params = {k: v for k, v in filters.items() if v is not None}
-        return self._request("GET", "/v1/data", params=params)["data"]
+        return self._request("GET", "/v1/data", params=params)
 
     def wait(
         self,

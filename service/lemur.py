@@ -24,7 +24,7 @@ LEMUR_COLUMNS = (
     "id", "task", "dataset", "metric", "metric_code", "metric_id", "nn", "nn_code", "nn_id", "epoch",
     "accuracy", "duration", "prm_id", "transform_code", "transform_id", "prm",
 )  # fmt: skip
-_PAGE = 10_000
+_PAGE = 50_000
 
 
 def _values(value: Any) -> list[Any] | None:
@@ -59,7 +59,7 @@ class _Data:
         ``only_best_accuracy`` keeps the best rows of each (task, dataset, metric, nn, epoch) group
         (the lowest for metrics that are minimised), ``unique_nn`` one row per model,
         ``nn_prefixes`` models whose names start with one of them. Large answers are fetched in
-        pages of 10,000 rows.
+        pages of 50,000 rows.
         """
         import pandas as pd
 
@@ -76,13 +76,20 @@ class _Data:
             "unique_nn": "true" if unique_nn else None,
         }
         rows: list[dict[str, Any]] = []
+        texts: dict[str, str] = {}
         with CellarClient(url, api_key) as client:
-            while max_rows is None or len(rows) < max_rows:
+            # code texts come once per answer, not once per row (a model's code is often kilobytes)
+            offset: int | None = 0
+            while offset is not None and (max_rows is None or len(rows) < max_rows):
                 page = _PAGE if max_rows is None else min(_PAGE, max_rows - len(rows))
-                batch = client.data(**filters, max_rows=page, offset=len(rows))
-                rows.extend(batch)
-                if len(batch) < page:
-                    break
+                answer = client.data_page(**filters, max_rows=page, offset=offset, codes="separate")
+                rows.extend(answer["data"])
+                texts.update(answer.get("codes") or {})
+                offset = offset + page if len(answer["data"]) == page else None
+        for row in rows:
+            for text, key in (("nn_code", "nn_id"), ("metric_code", "metric_id"), ("transform_code", "transform_id")):
+                if row[text] is None and row[key] is not None:
+                    row[text] = texts.get(row[key])
         frame = pd.DataFrame.from_records(rows)
         if frame.empty:
             frame = pd.DataFrame(columns=list(LEMUR_COLUMNS))

@@ -46,7 +46,7 @@ from search_spaces.transforms import transform_source
 
 from .errors import CellarError
 from .store import Architecture, Job, JobStatus, Store, Trial, TrialEpoch, TrialState, signed_score, utcnow
-from .store.queries import get_or_create_source
+from .store.queries import create_job, get_or_create_source
 
 __all__ = ["ImportReport", "LemurImportError", "import_lemur", "read_lemur_stat"]
 
@@ -232,21 +232,10 @@ def _job(session: Session, task: str, dataset: str, metric: str) -> Job:
     name = f"lemur {task} {dataset} {metric}"
     job = session.scalars(select(Job).where(Job.name == name, Job.search_space == "lemur")).first()
     if job is None:
-        now = utcnow()
-        job = Job(
-            name=name,
-            status=JobStatus.SUCCEEDED,
-            search_space="lemur",
-            dataset=dataset,
-            task=task,
-            metric=metric,
-            spec={"kind": "lemur-import", "task": task, "dataset": dataset, "metric": metric},
-            cancel_requested=False,
-            started_at=now,
-            finished_at=now,
-        )
-        session.add(job)
-        session.flush()
+        spec = {"kind": "lemur-import", "task": task, "dataset": dataset, "metric": metric}
+        job = create_job(session, name=name, search_space="lemur", dataset=dataset, task=task, metric=metric, spec=spec)
+        job.status = JobStatus.SUCCEEDED
+        job.started_at = job.finished_at = utcnow()
     return job
 
 

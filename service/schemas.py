@@ -468,6 +468,9 @@ class DataRows(BaseModel):
     data: list[DataRow]
     count: int
     next_offset: int | None = Field(None, description="more rows match: the offset of the next page")
+    codes: dict[str, str] | None = Field(
+        None, description="with codes=separate: the text of each nn_id, metric_id and transform_id in the rows"
+    )
 
 
 class PromptExample(BaseModel):

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from search_spaces.metrics import metric_direction
 
 from ..prompts import compact_code
-from ..schemas import DataRow, DataRows, PromptExample, PromptExamples
+from ..schemas import DataRows, PromptExample, PromptExamples
 from ..store import queries
 from .deps import ReadAccess, StoreDep
 
 router = APIRouter(prefix="/v1", tags=["data"])
 
 #: the most rows one ``/v1/data`` answer holds
-PAGE_ROWS = 10_000
+PAGE_ROWS = 50_000
 
 
-@router.get("/data", dependencies=[ReadAccess])
+@router.get("/data", dependencies=[ReadAccess], response_model=DataRows)
 def data(
     store: StoreDep,
     task: Annotated[list[str] | None, Query(description="e.g. img-classification; repeat for several")] = None,
@@ -36,7 +36,14 @@ def data(
         int | None, Query(ge=1, description=f"at most this many rows (one answer holds at most {PAGE_ROWS:,})")
     ] = None,
     offset: Annotated[int, Query(ge=0, description="rows to skip: the previous answer's next_offset")] = 0,
-) -> DataRows:
+    codes: Annotated[
+        Literal["inline", "separate"],
+        Query(
+            description="inline: every row carries nn_code, metric_code and transform_code (LEMUR's rows); "
+            "separate: rows carry only their ids, and `codes` maps each id to its text once"
+        ),
+    ] = "inline",
+) -> Response:
     """Per-epoch results, one row per (trial, epoch), with LEMUR's columns and Cellar's own.
 
     One answer holds at most ``PAGE_ROWS`` rows; when more match, ``next_offset`` is the
@@ -60,9 +67,20 @@ def data(
         )
     more = len(rows) > limit and (max_rows is None or max_rows > limit)
     rows = rows[:limit]
-    return DataRows(
-        data=[DataRow(**row) for row in rows], count=len(rows), next_offset=offset + limit if more else None
+    texts: dict[str, str] | None = None
+    if codes == "separate":
+        texts = {}
+        for row in rows:
+            for text, key in (("nn_code", "nn_id"), ("metric_code", "metric_id"), ("transform_code", "transform_id")):
+                if row[text] is not None:
+                    texts[row[key]] = row[text]
+                    row[text] = None
+    # one validation of the whole page and pydantic's own JSON writer: a page holds up to 50,000
+    # rows, and FastAPI's generic path would validate and encode each of them twice
+    answer = DataRows.model_validate(
+        {"data": rows, "count": len(rows), "next_offset": offset + limit if more else None, "codes": texts}
     )
+    return Response(answer.model_dump_json(), media_type="application/json")
 
 
 @router.get("/prompt-examples", dependencies=[ReadAccess])

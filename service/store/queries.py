@@ -264,7 +264,7 @@ def data_rows(session: Session, query: DataQuery) -> list[dict[str, Any]]:
             Trial.split,
             Trial.created_at,
             Trial.job_id,
-            Architecture.nn_code,
+            Trial.architecture_id,
             Architecture.search_space,
             Architecture.encoding.label("arch"),
             Trial.metric_source_id,
@@ -277,12 +277,19 @@ def data_rows(session: Session, query: DataQuery) -> list[dict[str, Any]]:
         .order_by(page.c.task, page.c.dataset, page.c.metric, page.c.nn, page.c.epoch, page.c.trial_id)
     )
     found = session.execute(detail).mappings().all()
-    # metric and transform sources are few and long: read each once, not once per row
+    # model, metric and transform sources are few and long: read (and hash) each once, not per row
     source_ids = {r[k] for r in found for k in ("metric_source_id", "transform_source_id")} - {None}
     sources = {
         source_id: (code, md5)
         for source_id, code, md5 in session.execute(
             select(Source.source_id, Source.code, Source.code_md5).where(Source.source_id.in_(source_ids))
+        )
+    }
+    arch_ids = {r["architecture_id"] for r in found} - {None}
+    models = {
+        arch_id: (code, nn_id(code) if code is not None else None)
+        for arch_id, code in session.execute(
+            select(Architecture.architecture_id, Architecture.nn_code).where(Architecture.architecture_id.in_(arch_ids))
         )
     }
     none = (None, None)
@@ -291,7 +298,7 @@ def data_rows(session: Session, query: DataQuery) -> list[dict[str, Any]]:
         metric_code, metric_id = sources.get(row["metric_source_id"], none)
         transform_code, transform_id = sources.get(row["transform_source_id"], none)
         prm = dict(row["prm"] or {})
-        code = row["nn_code"]
+        code, code_id = models.get(row["architecture_id"], none)
         elapsed = row["elapsed_seconds"]
         duration = int(round(elapsed * 1e9)) if elapsed is not None else None
         uid = row["prm_id"] or prm_id(prm)
@@ -308,7 +315,7 @@ def data_rows(session: Session, query: DataQuery) -> list[dict[str, Any]]:
                 "metric_id": metric_id,
                 "nn": row["nn"],
                 "nn_code": code,
-                "nn_id": nn_id(code) if code is not None else None,
+                "nn_id": code_id,
                 "epoch": row["epoch"],
                 "accuracy": row["accuracy"],
                 "duration": duration,

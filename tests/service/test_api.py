@@ -211,7 +211,7 @@ def test_discovery_endpoints(client: TestClient) -> None:
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["store"]["revision"] == health["store"]["head"]
     assert health["executor"] == {"status": "disabled"}
-    assert client.get("/v1/data", params={"task": "img-classification"}).json() == {"data": [], "count": 0, "next_offset": None}
+    assert client.get("/v1/data", params={"task": "img-classification"}).json() == {"data": [], "count": 0, "next_offset": None, "codes": None}
 
 
 def test_a_file_dataset_without_its_files_is_a_422_that_says_where_they_go(client: TestClient) -> None:

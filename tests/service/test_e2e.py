@@ -397,6 +397,9 @@ def test_lemurs_data_function_reads_the_server_into_a_dataframe(
     rows = get(server, "/v1/data", task="img-classification", dataset="digits")["data"]
     assert isinstance(frame, pd.DataFrame) and list(frame.columns)[: len(LEMUR_COLUMNS)] == LEMUR_COLUMNS
     assert frame["id"].tolist() == [r["id"] for r in rows] and len(rows) >= 6
+    # the client asks for each code text once (codes=separate) and fills the columns back in
+    for column in ("nn_code", "metric_code", "transform_code"):
+        assert frame[column].tolist() == [r[column] for r in rows] and rows[0][column]
     # pages of 4 rows are stitched back in order; max_rows cuts across pages
     monkeypatch.setattr(lemur, "_PAGE", 4)
     assert lemur.data(task="img-classification", dataset="digits")["id"].tolist() == [r["id"] for r in rows]

@@ -132,6 +132,14 @@ def test_imported_rows_are_lemurs_rows(imported: tuple[TestClient, list[dict[str
     norm = next(r for r in got if r["prm"]["transform"] == "norm_64")
     assert "def transform(norm)" in norm["transform_code"] and norm["transform_id"]
     assert next(r for r in got if r["metric"] == "acc")["metric_code"]
+    # codes=separate: the same rows, each text once in `codes`
+    inline = client.get("/v1/data", params={"nn": "AlexNet"}).json()["data"]
+    separate = client.get("/v1/data", params={"nn": "AlexNet", "codes": "separate"}).json()
+    assert all(r["transform_code"] is None and r["metric_code"] is None for r in separate["data"])
+    for plain, bare in zip(inline, separate["data"], strict=True):
+        assert separate["codes"][bare["transform_id"]] == plain["transform_code"]
+        assert separate["codes"][bare["metric_id"]] == plain["metric_code"]
+        assert {**bare, "transform_code": None, "metric_code": None} == {**plain, "transform_code": None, "metric_code": None}
 
 
 @needs_archive

@@ -181,3 +181,29 @@ def test_submitting_needs_the_key_and_lemur_only_options_are_refused(server: Ser
         check_nn(MLP_CODE, "img-classification", "digits", "acc", PRM, export_onnx=True, url=server.url)
     with pytest.raises(ValueError, match="transform_dir"):
         check_nn(MLP_CODE, "img-classification", "digits", "acc", PRM, transform_dir="t", url=server.url)
+
+
+def test_a_submission_is_stored_and_reused_on_each_store(store_url: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from service.api import create_app
+    from service.settings import Settings
+    from service.store import Store, upgrade
+
+    store = Store(store_url)
+    upgrade(store)
+    store.dispose()
+    body = {"nn_code": MLP_CODE, "task": "img-classification", "dataset": "digits", "metric": "acc", "prm": {**PRM, "epoch": 1}}
+    settings = Settings(database_url=store_url, api_key=KEY, start_manager=False)
+    with TestClient(create_app(settings)) as client:
+        first = client.post("/v1/models", json=body, headers=AUTH).json()
+        assert first["status"] == "ok" and first["saved"] and not first["cached"], first
+        again = client.post("/v1/models", json=body, headers=AUTH).json()
+        assert again["cached"] and again["run_id"] == first["run_id"] and again["code_quality"] == first["code_quality"]
+        rows = client.get("/v1/data", params={"nn": first["name"]}).json()["data"]
+        assert [(r["run_id"], r["epoch"], r["accuracy"]) for r in rows] == [(first["run_id"], 1, first["accuracy"])]
+        examples = client.get("/v1/prompt-examples", params={"dataset": "digits"}).json()["data"]
+        assert examples[0]["nn"] == first["name"] and "def learn" in examples[0]["code"]
+        unsaved = client.post("/v1/models", json={**body, "save_to_db": False, "seed": 1}, headers=AUTH).json()
+        assert unsaved["status"] == "ok" and not unsaved["saved"] and unsaved["run_id"] is None
+        assert client.get("/v1/data", params={"nn": first["name"]}).json()["count"] == 1

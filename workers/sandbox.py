@@ -127,7 +127,7 @@ def _install_audit_hook(home: str) -> None:
             real = os.path.realpath(os.fsdecode(path))
         except (TypeError, ValueError):
             return False
-        return real == "/dev/null" or real.startswith(allowed[0])
+        return real in (home, "/dev/null") or real.startswith(allowed[0])
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
         if event.startswith(_DENIED):

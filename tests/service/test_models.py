@@ -142,6 +142,17 @@ def test_the_server_survives_what_the_code_does(server: Server, case: str, tmp_p
     assert all("workers.sandbox" not in _cmdline(p) for p in children)
 
 
+def test_the_model_has_a_private_directory_to_write_in(server: Server) -> None:
+    lines = (
+        "import os, tempfile\n"
+        "open('checkpoint.txt', 'w').write('epoch done')\n"
+        "tempfile.NamedTemporaryFile(delete=False).write(b'scratch')\n"
+        "assert os.environ['HOME'] == os.getcwd() == tempfile.gettempdir()"
+    )
+    result = submit(server, nn_code=in_learn(lines), prm={**PRM, "epoch": 1}).json()
+    assert result["status"] == "ok", result["failure"]
+
+
 def _parent(proc: Path) -> int | None:
     try:
         return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])

@@ -1,7 +1,7 @@
 """Input transforms by LEMUR name, as torch ops on batches: torchvision has no CPU build here.
 
-A name parses into a ``TransformSpec`` (family, size, flip); ``TRANSFORMS`` lists the accepted
-patterns and ``FAMILIES`` what each family does. ``transform_source(name)`` is one standalone file
+A name parses into a ``TransformSpec`` (family, size, flips, resize, crop); ``TRANSFORMS`` lists the
+accepted patterns and ``FAMILIES`` what each family does. ``transform_source(name)`` is one standalone file
 implementing exactly that transform (the template ``pipeline.py`` with the name's parameters bound),
 stored as the trial's ``transform_code``; ``load_transform(name)`` runs that source as a module.
 Importing this package does not import torch.
@@ -10,8 +10,11 @@ Importing this package does not import torch.
 from __future__ import annotations
 
 from ._names import (
+    CENTER_CROP,
     FAMILIES,
+    FIXED_SIZE,
     MAX_SIZE,
+    RANDOM_FLIP_P,
     SOFT_PAD_SIZE,
     TRANSFORMS,
     TransformSpec,
@@ -22,8 +25,11 @@ from ._names import (
 from ._source import TEMPLATE_MODULE, load_transform, transform_module, transform_source
 
 __all__ = [
+    "CENTER_CROP",
     "FAMILIES",
+    "FIXED_SIZE",
     "MAX_SIZE",
+    "RANDOM_FLIP_P",
     "SOFT_PAD_SIZE",
     "TEMPLATE_MODULE",
     "TRANSFORMS",

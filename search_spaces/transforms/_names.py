@@ -12,8 +12,11 @@ if TYPE_CHECKING:
     from ..datasets import DatasetInfo
 
 __all__ = [
+    "CENTER_CROP",
     "FAMILIES",
+    "FIXED_SIZE",
     "MAX_SIZE",
+    "RANDOM_FLIP_P",
     "SOFT_PAD_SIZE",
     "TRANSFORMS",
     "TransformSpec",
@@ -22,41 +25,68 @@ __all__ = [
     "parse_transform",
 ]
 
-#: family -> what it does, in the order LEMUR's torchvision pipelines do it (``<size>`` from the name)
+#: family -> what it does, in the order LEMUR's torchvision pipelines do it (sizes from the name)
 FAMILIES: dict[str, str] = {
-    "norm": "resize the shorter side to <size> and centre-crop <size>x<size>, [flip,] normalise each channel",
+    "norm": "resize the shorter side to <size> (norm_<resize>_<crop>: to <resize>) and centre-crop "
+    "<size>x<size> (<crop>x<crop>), [flip,] normalise each channel; norm_cc_<size> is norm_<size>",
     "echo": "resize to <size>x<size>, [flip,] no normalisation (pixels stay in [0, 1])",
     "complex": "resize to <size>x<size>, [flip,] cast to complex64 (pixels in [0, 1], zero imaginary part)",
     "soft_pad": "pad the bottom and right with zeros up to 800x800 (larger images stay), no normalisation",
-}
-
-_RESIZE = {
-    "norm": "resize the shorter side to {s} (bilinear) and centre-crop {s}x{s}",
-    "echo": "resize to {s}x{s} (bilinear)",
-    "complex": "resize to {s}x{s} (bilinear)",
-    "soft_pad": "pad the bottom and right with zeros up to {s}x{s}",
-}
-_VALUES = {
-    "norm": "normalise each channel (feature) with the dataset's (mean, std)",
-    "echo": "leave the values as they are (images: [0, 1])",
-    "complex": "cast to complex64 (zero imaginary part)",
-    "soft_pad": "leave the values as they are",
+    "center_crop": "centre-crop 48x48 (zero-padded evenly where the image is smaller), resize to 64x64, normalise",
+    "random_horizontal_flip": "flip horizontally with probability 0.24, resize to 64x64, normalise",
+    "random_vertical_flip": "flip vertically with probability 0.22, resize to 64x64, normalise",
 }
 
 #: the names Cellar accepts, as patterns; every name in LEMUR's statistics matches one of them
 TRANSFORMS: tuple[str, ...] = (
     "norm[_<size>][_flip]",
+    "norm_<resize>_<crop>[_flip]",
+    "norm_cc_<size>",
     "echo[_<size>][_flip]",
     "complex[_<size>][_flip]",
     "soft_pad",
+    "center_crop",
+    "random_horizontal_flip",
+    "random_vertical_flip",
 )
 
-#: the largest ``<size>``: one 3x1024x1024 float image is 12 MiB, a batch of 64 of them 768 MiB
+#: the largest ``<size>`` (and ``<resize>``, ``<crop>``): one 3x1024x1024 float image is 12 MiB,
+#: a batch of 64 of them 768 MiB
 MAX_SIZE = 1024
 #: LEMUR's ``soft_pad`` pads detection images to 800x800
 SOFT_PAD_SIZE = 800
+#: LEMUR's ``center_crop``: ``CenterCrop(48)``, then ``Resize((64, 64))``
+CENTER_CROP = 48
+#: the output size of LEMUR's fixed pipelines (``center_crop``, ``random_*_flip``): ``Resize((64, 64))``
+FIXED_SIZE = 64
+#: LEMUR's ``random_*_flip``: the probability of the flip
+RANDOM_FLIP_P: dict[str, float] = {"random_horizontal_flip": 0.24, "random_vertical_flip": 0.22}
 
-_NAME = re.compile(r"(?P<family>norm|echo|complex)(?:_(?P<size>[1-9][0-9]*))?(?P<flip>_flip)?|(?P<pad>soft_pad)")
+#: families whose random flip comes before the resize (LEMUR's order); ``_flip`` names flip after it
+_FLIP_FIRST = frozenset(RANDOM_FLIP_P)
+_VALUES = {
+    "norm": "normalise each channel (feature) with the dataset's (mean, std)",
+    "echo": "leave the values as they are (images: [0, 1])",
+    "complex": "cast to complex64 (zero imaginary part)",
+    "soft_pad": "leave the values as they are",
+    "center_crop": "normalise each channel with the dataset's (mean, std)",
+    "random_horizontal_flip": "normalise each channel with the dataset's (mean, std)",
+    "random_vertical_flip": "normalise each channel with the dataset's (mean, std)",
+}
+
+_N = r"[1-9][0-9]*"
+_NAME = re.compile(
+    rf"(?P<family>norm|echo|complex)(?:_(?P<size>{_N}))?(?P<flip>_flip)?"
+    rf"|norm_(?P<resize>{_N})_(?P<crop>{_N})(?P<crop_flip>_flip)?"
+    rf"|norm_cc_(?P<cc>{_N})"
+    r"|(?P<fixed>soft_pad|center_crop|random_horizontal_flip|random_vertical_flip)"
+)
+
+#: LEMUR transforms that are one-off torchvision pipelines (besides every ``bf-v1-*``): not implemented
+_ONE_OFF = frozenset({
+    "five_crop", "denoise", "sr", "sr_transforms", "resize-lemur-256", "Resize_ColorJit_Flip_Blur",
+    "blip2_processor", "cached_blip2fast_processor", "git_processor",
+})
 
 
 class UnknownTransformError(UnknownChoiceError, ValueError):
@@ -66,20 +96,28 @@ class UnknownTransformError(UnknownChoiceError, ValueError):
         super().__init__("transform", name, TRANSFORMS)
         hint = f" ({reason})" if reason else ""
         self.args = (
-            f"unknown transform {name!r}{hint}; allowed: {', '.join(TRANSFORMS)}, where <size> is an "
-            f"integer from 1 to {MAX_SIZE} (e.g. norm, norm_299, echo_64_flip, complex_32)",
+            f"unknown transform {name!r}{hint}; allowed: {', '.join(TRANSFORMS)}, where <size>, <resize> and "
+            f"<crop> are integers from 1 to {MAX_SIZE} (e.g. norm, norm_299, norm_256_224_flip, echo_64_flip, "
+            "complex_32, center_crop)",
         )
 
 
 @dataclass(frozen=True)
 class TransformSpec:
     """One transform name, parsed. ``size`` is the output's height and width (``soft_pad``: the
-    size it pads up to); None keeps the input's size. ``flip`` flips training images at random."""
+    size it pads up to); None keeps the input's size. ``flip`` / ``vflip`` flip training images at
+    random, horizontally / vertically, with probability ``flip_p``. ``resize`` (``norm_<resize>_<crop>``)
+    is the shorter side's length before the centre crop of ``size`` (None: ``size``); ``crop``
+    (``center_crop``) is the centre crop taken before resizing to ``size``."""
 
     name: str
     family: str
     size: int | None = None
     flip: bool = False
+    resize: int | None = None
+    crop: int | None = None
+    vflip: bool = False
+    flip_p: float = 0.5
 
     @property
     def images_only(self) -> bool:
@@ -90,10 +128,29 @@ class TransformSpec:
     @property
     def steps(self) -> tuple[str, ...]:
         """What the transform does, step by step, in words."""
-        steps = [_RESIZE[self.family].format(s=self.size)] if self.size is not None else []
-        if self.flip:
-            steps.append("flip training images horizontally with probability 0.5 (evaluation images: never)")
+        flips = [
+            f"flip training images {direction} with probability {self.flip_p:g} (evaluation images: never)"
+            for direction, on in (("horizontally", self.flip), ("vertically", self.vflip))
+            if on
+        ]
+        steps = flips if self.family in _FLIP_FIRST else []
+        if self.crop is not None:
+            steps.append(f"centre-crop {self.crop}x{self.crop} (zero-padded evenly where the image is smaller)")
+        if self.size is not None:
+            steps.append(self._geometry())
+        if self.family not in _FLIP_FIRST:
+            steps += flips
         return (*steps, _VALUES[self.family])
+
+    def _geometry(self) -> str:
+        s = self.size
+        if self.family == "soft_pad":
+            return f"pad the bottom and right with zeros up to {s}x{s}"
+        if self.family != "norm":
+            return f"resize to {s}x{s} (bilinear)"
+        resize = self.resize or s
+        padded = " (zero-padded evenly where the resized image is smaller)" if resize < s else ""
+        return f"resize the shorter side to {resize} (bilinear) and centre-crop {s}x{s}{padded}"
 
     @property
     def description(self) -> str:
@@ -117,12 +174,28 @@ def parse_transform(name: str) -> TransformSpec:
     ``UnknownTransformError`` listing the patterns."""
     match = _NAME.fullmatch(name) if isinstance(name, str) else None
     if match is None:
-        raise UnknownTransformError(name)
-    if match["pad"]:
+        one_off = isinstance(name, str) and (name.startswith("bf-v1-") or name in _ONE_OFF)
+        raise UnknownTransformError(name, "one of LEMUR's one-off torchvision pipelines, not implemented" if one_off else "")
+    for group in ("size", "resize", "crop", "cc"):
+        if match[group] and int(match[group]) > MAX_SIZE:
+            raise UnknownTransformError(name, f"size {int(match[group])} is larger than {MAX_SIZE}")
+    fixed = match["fixed"]
+    if fixed == "soft_pad":
         return TransformSpec(name=name, family="soft_pad", size=SOFT_PAD_SIZE)
+    if fixed == "center_crop":
+        return TransformSpec(name=name, family="center_crop", size=FIXED_SIZE, crop=CENTER_CROP)
+    if fixed:
+        return TransformSpec(
+            name=name, family=fixed, size=FIXED_SIZE, flip=fixed == "random_horizontal_flip",
+            vflip=fixed == "random_vertical_flip", flip_p=RANDOM_FLIP_P[fixed],
+        )
+    if match["cc"]:  # Resize(size) then CenterCrop(size): norm_<size> under another name
+        return TransformSpec(name=name, family="norm", size=int(match["cc"]))
+    if match["crop"]:
+        return TransformSpec(
+            name=name, family="norm", size=int(match["crop"]), flip=bool(match["crop_flip"]), resize=int(match["resize"])
+        )
     size = int(match["size"]) if match["size"] else None
-    if size is not None and size > MAX_SIZE:
-        raise UnknownTransformError(name, f"size {size} is larger than {MAX_SIZE}")
     return TransformSpec(name=name, family=match["family"], size=size, flip=bool(match["flip"]))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import tarfile
 from collections import defaultdict
@@ -27,9 +28,13 @@ from service.cli import app as cli
 from service.settings import Settings
 from service.store import Job, Store, Trial, TrialEpoch, upgrade
 
-ARCHIVE = Path(__file__).resolve().parents[3] / "shared" / "data" / "lemur-stat-2025-09.tar.xz"
+#: LEMUR's archive: CELLAR_LEMUR_ARCHIVE, else ../shared/data beside the repository
+ARCHIVE = Path(
+    os.environ.get("CELLAR_LEMUR_ARCHIVE")
+    or Path(__file__).resolve().parents[3] / "shared" / "data" / "lemur-stat-2025-09.tar.xz"
+)
 needs_archive = pytest.mark.skipif(
-    not ARCHIVE.exists(), reason=f"LEMUR's statistics archive is not at {ARCHIVE} (see shared/data/README.md)"
+    not ARCHIVE.exists(), reason=f"LEMUR's statistics archive is not at {ARCHIVE}: set CELLAR_LEMUR_ARCHIVE to lemur-stat-2025-09.tar.xz"
 )
 #: models whose every configuration goes into the sample: one on seven datasets, a genetic-search
 #: model with a 0.json, both text models (acc and ppl), segmentation, captioning with repeated uids

@@ -71,6 +71,25 @@ def accuracy_to_time(accuracy: float | None, chance: float, duration_ns: int | N
     return max(0.0, accuracy - chance) / (duration_ns / 1e11)
 
 
+def _model_result(
+    *, code: str, epochs: list[ModelEpoch], failure: ModelFailure | None, out_shape: list[int], **fields: Any
+) -> ModelResult:
+    """A result from its epochs: LEMUR's accuracy, duration and accuracy_to_time are the last epoch's."""
+    accuracy = epochs[-1].accuracy if epochs else None
+    duration = epochs[-1].duration if epochs else None
+    return ModelResult(
+        nn_id=nn_id(code),
+        status="failed" if failure is not None else "ok",
+        accuracy=accuracy,
+        accuracy_to_time=accuracy_to_time(accuracy, _chance(out_shape, fields["metric"]), duration),
+        duration=duration,
+        failure=failure,
+        epochs=epochs,
+        prm_id=prm_id(fields["prm"]),
+        **fields,
+    )
+
+
 class ModelChecker:
     """Trains submissions, ``settings.model_workers`` at a time, and stores their results."""
 
@@ -134,8 +153,6 @@ class ModelChecker:
             )
             for e in outcome.epochs
         ]
-        accuracy = epochs[-1].accuracy if epochs else None
-        duration = epochs[-1].duration if epochs else None
         failure = None
         if outcome.failure is not None:
             known = {k: v for k, v in outcome.failure.items() if k in ModelFailure.model_fields}
@@ -143,16 +160,13 @@ class ModelChecker:
             if outcome.output_tail and failure.kind in ("runtime", "timeout", "oom"):
                 failure.message += f"\nthe model's last output: {outcome.output_tail[-500:]}"
         setup = outcome.setup or {}
-        return ModelResult(
-            name=name,
-            nn_id=nn_id(submission.nn_code),
-            status="failed" if failure is not None else "ok",
-            accuracy=accuracy,
-            accuracy_to_time=accuracy_to_time(accuracy, _chance(out_shape, submission.metric), duration),
-            code_quality=outcome.code_quality,
-            duration=duration,
-            failure=failure,
+        return _model_result(
+            code=submission.nn_code,
             epochs=epochs,
+            failure=failure,
+            out_shape=out_shape,
+            name=name,
+            code_quality=outcome.code_quality,
             test_accuracy=(outcome.final or {}).get("test_metric"),
             params=setup.get("num_params"),
             flops=setup.get("flops"),
@@ -161,7 +175,6 @@ class ModelChecker:
             dataset=submission.dataset,
             metric=submission.metric,
             prm=submission.prm,
-            prm_id=prm_id(submission.prm),
             seed=submission.seed,
             cached=False,
             saved=False,
@@ -284,19 +297,13 @@ class ModelChecker:
             )
             for e in trial.epoch_rows
         ]
-        accuracy = epochs[-1].accuracy if epochs else None
-        duration = epochs[-1].duration if epochs else None
-        failure = ModelFailure(**json.loads(trial.error)) if trial.error else None
-        return ModelResult(
-            name=arch.nn_name,
-            nn_id=nn_id(arch.nn_code),
-            status="ok" if trial.state == TrialState.COMPLETE else "failed",
-            accuracy=accuracy,
-            accuracy_to_time=accuracy_to_time(accuracy, _chance(arch.out_shape, job.metric), duration),
-            code_quality=job.spec.get("code_quality"),
-            duration=duration,
-            failure=failure,
+        return _model_result(
+            code=arch.nn_code,
             epochs=epochs,
+            failure=ModelFailure(**json.loads(trial.error)) if trial.error else None,
+            out_shape=arch.out_shape,
+            name=arch.nn_name,
+            code_quality=job.spec.get("code_quality"),
             test_accuracy=trial.test_metric,
             params=arch.num_params,
             flops=arch.flops,
@@ -305,7 +312,6 @@ class ModelChecker:
             dataset=job.dataset,
             metric=job.metric,
             prm=trial.prm,
-            prm_id=prm_id(trial.prm),
             seed=trial.seed or 0,
             cached=cached,
             saved=True,

@@ -177,6 +177,10 @@ def _limit_memory(limit: int | None) -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
 
 
+#: (dataset info, split, batches and evaluations, the model's in_shape, out_shape) of a trial
+PreparedTrial = tuple[Any, Any, Prepared, tuple[int, ...], tuple[int, ...]]
+
+
 class TrialRunner:
     """Runs trials one after another in one process, keeping loaded datasets between them."""
 
@@ -190,7 +194,9 @@ class TrialRunner:
         self._baseline: int | None = None
 
     # ---- the three calls ---------------------------------------------------------------------
-    def setup(self, payload: dict[str, Any]) -> dict[str, Any]:
+    def setup(self, payload: dict[str, Any], prepared: PreparedTrial | None = None) -> dict[str, Any]:
+        """Build and measure the trial's model; ``prepared`` is ``prepare(payload)`` made earlier
+        (the sandbox checks the model on it first), else it is made here."""
         started = time.perf_counter()
         p = TrialPayload.from_dict(payload)
         self._active = None
@@ -207,7 +213,7 @@ class TrialRunner:
         before = _vm_data()
         self.load(p)
         loaded = _vm_data() - before
-        info, split, prepared, in_shape, out_shape = self.prepare(p)
+        info, split, batches, in_shape, out_shape = prepared if prepared is not None else self.prepare(p)
 
         _seed_everything(p.seed)
         module = load_nn_module(p.nn_code, p.nn_name)
@@ -218,7 +224,7 @@ class TrialRunner:
             raise ConstraintViolation(
                 f"{num_params} parameters exceed the job's max_params {p.max_params}; not trained"
             )
-        flops, latency_ms = measure(model, prepared.one, prepared.batch, device)
+        flops, latency_ms = measure(model, batches.one, batches.batch, device)
         if p.max_flops is not None and flops > p.max_flops:
             raise ConstraintViolation(f"{flops} FLOPs exceed the job's max_flops {p.max_flops}; not trained")
         model.train_setup(dict(p.prm))
@@ -233,7 +239,7 @@ class TrialRunner:
             payload=p,
             model=model,
             metric=importlib.import_module(metric_module(info.metric)).create_metric(out_shape),
-            data=prepared,
+            data=batches,
         )
         report = SetupReport(
             num_params=num_params,
@@ -290,7 +296,7 @@ class TrialRunner:
         """Load (once per worker) the trial's dataset."""
         self._load(p.dataset, p.data_dir)
 
-    def prepare(self, p: TrialPayload) -> tuple[Any, Any, Prepared, tuple[int, ...], tuple[int, ...]]:
+    def prepare(self, p: TrialPayload) -> PreparedTrial:
         """(dataset info, split, batches and evaluations, the model's in_shape, out_shape) of a trial."""
         root = Path(p.data_dir) if p.data_dir else None
         data = self._load(p.dataset, p.data_dir)

@@ -200,11 +200,12 @@ def _model_frames(error: BaseException, filename: str, limit: int = 8) -> str:
     return text + "".join(traceback.format_exception_only(type(error), error))
 
 
-def _probe(runner: Any, payload: Any, module: Any, filename: str) -> dict[str, Any]:
-    """Build Net for the dataset and run one forward pass on a real batch."""
+def _probe(ready: Any, payload: Any, module: Any, filename: str) -> dict[str, Any]:
+    """Build Net for the dataset and run one forward pass on a real batch (``ready``: the trial's
+    ``TrialRunner.prepare``)."""
     import torch
 
-    info, _, prepared, in_shape, out_shape = runner.prepare(payload)
+    info, _, prepared, in_shape, out_shape = ready
     try:
         model = module.Net(in_shape, out_shape, dict(payload.prm), torch.device("cpu"))
     except MemoryError:
@@ -317,7 +318,8 @@ def main() -> None:
     torch.set_num_threads(1)
     trial = TrialPayload.from_dict(payload)
     runner = TrialRunner(threads=1)
-    runner.load(trial)
+    # the data, split and batches are the harness's, made before the cap: the model's memory is its own
+    ready = runner.prepare(trial)
     _limit(resource.RLIMIT_DATA, _vm_data() + int(limits["memory_mb"]) * 1024 * 1024)
     report("ready", network="none (own namespace)" if isolated else "audit hook only", pid=os.getpid())
     _install_audit_hook(home)
@@ -334,10 +336,10 @@ def main() -> None:
                 traceback=_model_frames(error, filename),
             ) from None
         _check_contract(module)
-        shapes = _probe(runner, trial, module, filename)
+        shapes = _probe(ready, trial, module, filename)
         passed = True
         report("checked", **shapes)
-        setup = runner.setup(trial.to_dict())
+        setup = runner.setup(trial.to_dict(), ready)
         report("setup", **setup)
         for _ in range(trial.epochs):
             epoch = runner.train_epoch()

@@ -17,7 +17,7 @@ from typing import Any
 
 from .client import CellarClient
 
-__all__ = ["LEMUR_COLUMNS", "ModelCheckError", "check_nn", "data"]
+__all__ = ["CODE_COLUMNS", "LEMUR_COLUMNS", "ModelCheckError", "check_nn", "data"]
 
 #: the columns of LEMUR's ``data()``, in its order
 LEMUR_COLUMNS = (
@@ -25,6 +25,8 @@ LEMUR_COLUMNS = (
     "accuracy", "duration", "prm_id", "transform_code", "transform_id", "prm",
 )  # fmt: skip
 _PAGE = 50_000
+#: the code columns and the ids their texts are keyed by in ``/v1/data?codes=separate``
+CODE_COLUMNS = (("nn_code", "nn_id"), ("metric_code", "metric_id"), ("transform_code", "transform_id"))
 
 
 def _values(value: Any) -> list[Any] | None:
@@ -87,7 +89,7 @@ class _Data:
                 texts.update(answer.get("codes") or {})
                 offset = offset + page if len(answer["data"]) == page else None
         for row in rows:
-            for text, key in (("nn_code", "nn_id"), ("metric_code", "metric_id"), ("transform_code", "transform_id")):
+            for text, key in CODE_COLUMNS:
                 if row[text] is None and row[key] is not None:
                     row[text] = texts.get(row[key])
         frame = pd.DataFrame.from_records(rows)

@@ -40,13 +40,10 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from search_spaces import nn_id
-from search_spaces._codegen import module_source
-from search_spaces.metrics import METRICS, metric_module
-from search_spaces.transforms import transform_source
 
 from .errors import CellarError
 from .store import Architecture, Job, JobStatus, Store, Trial, TrialEpoch, TrialState, signed_score, utcnow
-from .store.queries import create_job, get_or_create_source
+from .store.queries import create_job, metric_source_id, transform_source_id
 
 __all__ = ["ImportReport", "LemurImportError", "import_lemur", "read_lemur_stat"]
 
@@ -262,31 +259,24 @@ def _architecture(session: Session, nn: str, code: str | None) -> Architecture:
 
 
 class _Sources:
-    """Source rows of metrics and transforms by name, looked up once per import."""
+    """Source rows of metrics and transforms by name, looked up once per import (not per run)."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self.cache: dict[tuple[str, str], int | None] = {}
+        self.metrics: dict[str, int | None] = {}
+        self.transforms: dict[str, int | None] = {}
 
     def metric(self, name: str) -> int | None:
-        if ("metric", name) not in self.cache:
-            code = module_source(metric_module(name)) if name in METRICS else None
-            self.cache["metric", name] = self._id("metric", name, code)
-        return self.cache["metric", name]
+        if name not in self.metrics:
+            self.metrics[name] = metric_source_id(self.session, name)
+        return self.metrics[name]
 
     def transform(self, name: Any) -> int | None:
         if not isinstance(name, str):
             return None
-        if ("transform", name) not in self.cache:
-            try:
-                code: str | None = transform_source(name)
-            except (ValueError, CellarError):
-                code = None  # a name Cellar does not implement: no source to show
-            self.cache["transform", name] = self._id("transform", name, code)
-        return self.cache["transform", name]
-
-    def _id(self, kind: str, name: str, code: str | None) -> int | None:
-        return get_or_create_source(self.session, kind=kind, name=name, code=code).source_id if code else None
+        if name not in self.transforms:
+            self.transforms[name] = transform_source_id(self.session, name)  # None: Cellar lacks it
+        return self.transforms[name]
 
 
 def import_lemur(store: Store, path: Path, *, models: Path | None = None) -> ImportReport:

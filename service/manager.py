@@ -39,10 +39,9 @@ from optuna.trial import TrialState as OptunaState
 from sqlalchemy import or_, select, update
 
 from search_spaces import get_search_space
-from search_spaces._codegen import module_source
 from search_spaces.datasets import get_dataset
-from search_spaces.metrics import METRICS, metric_module
-from search_spaces.transforms import parse_transform, transform_source
+from search_spaces.metrics import METRICS
+from search_spaces.transforms import parse_transform
 from workers.executor import Executor, ExecutorError, ExecutorEvent, TrialResources
 from workers.protocol import TrialPayload
 
@@ -52,7 +51,7 @@ from .schemas import CURVE_OBJECTIVES, JobCreate
 from .settings import Settings
 from .store import Job, JobStatus, Store, Trial, TrialEpoch, TrialState
 from .store.models import utcnow
-from .store.queries import get_or_create_architecture, get_or_create_source
+from .store.queries import get_or_create_architecture, metric_source_id, transform_source_id
 from .strategies import CURVE_ATTR, STATIC_ATTR, make_multi_objective_pruner, make_pruner, make_sampler
 
 __all__ = ["JobManager", "JobRunner"]
@@ -243,13 +242,8 @@ class JobRunner:
                     finished_at=now,
                 )
             )
-            self.metric_source_id = get_or_create_source(
-                session, kind="metric", name=self.info.metric, code=module_source(metric_module(self.info.metric))
-            ).source_id
-            transform = self.spec.transform
-            self.transform_source_id = get_or_create_source(
-                session, kind="transform", name=transform, code=transform_source(transform)
-            ).source_id
+            self.metric_source_id = metric_source_id(session, self.info.metric)
+            self.transform_source_id = transform_source_id(session, self.spec.transform)
         with self.store.read() as session:
             trials = session.scalars(select(Trial).where(Trial.job_id == self.job_id).order_by(Trial.number)).all()
             hidden_from = len(trials) - self.parallelism + 1 if self.reproducible else len(trials)

@@ -21,16 +21,13 @@ from typing import Any
 from sqlalchemy import select
 
 from search_spaces import nn_id
-from search_spaces._codegen import module_source
 from search_spaces.datasets import get_dataset
-from search_spaces.metrics import METRICS, metric_module
-from search_spaces.transforms import transform_source
 
 from .sandbox import SandboxLimits, SandboxOutcome, run_in_sandbox
 from .schemas import ModelEpoch, ModelFailure, ModelResult, ModelSubmission
 from .settings import Settings
 from .store import Architecture, Job, JobStatus, Store, Trial, TrialEpoch, TrialState, utcnow
-from .store.queries import get_or_create_source, prm_id
+from .store.queries import metric_source_id, prm_id, transform_source_id
 
 __all__ = ["ModelChecker"]
 
@@ -224,14 +221,6 @@ class ModelChecker:
                 )
                 session.add(arch)
             session.flush()
-            metric_source = (
-                get_or_create_source(
-                    session, kind="metric", name=submission.metric, code=module_source(metric_module(submission.metric))
-                ).source_id
-                if submission.metric in METRICS
-                else None
-            )
-            transform = str(submission.prm["transform"])
             trial = Trial(
                 job_id=job.job_id,
                 number=0,
@@ -251,10 +240,8 @@ class ModelChecker:
                 latency_ms=result.latency_ms,
                 cache_key=key,
                 origin="submitted",
-                metric_source_id=metric_source,
-                transform_source_id=get_or_create_source(
-                    session, kind="transform", name=transform, code=transform_source(transform)
-                ).source_id,
+                metric_source_id=metric_source_id(session, submission.metric),
+                transform_source_id=transform_source_id(session, str(submission.prm["transform"])),
                 worker=(outcome.setup or {}).get("worker"),
                 error=json.dumps(result.failure.model_dump(exclude_none=True)) if result.failure else None,
                 started_at=now,

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Response
 
 from search_spaces.metrics import metric_direction
 
+from ..lemur import CODE_COLUMNS
 from ..prompts import compact_code
 from ..schemas import DataRows, PromptExample, PromptExamples
 from ..store import queries
@@ -71,7 +72,7 @@ def data(
     if codes == "separate":
         texts = {}
         for row in rows:
-            for text, key in (("nn_code", "nn_id"), ("metric_code", "metric_id"), ("transform_code", "transform_id")):
+            for text, key in CODE_COLUMNS:
                 if row[text] is not None:
                     texts[row[key]] = row[text]
                     row[text] = None

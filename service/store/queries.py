@@ -10,6 +10,9 @@ from sqlalchemy import Select, and_, func, literal, or_, select, true, update
 from sqlalchemy.orm import Session, selectinload
 
 from search_spaces import nn_id
+from search_spaces._codegen import module_source
+from search_spaces.metrics import METRICS, metric_module
+from search_spaces.transforms import transform_source
 
 from ..errors import ConflictError, NotFoundError
 from .models import Architecture, Job, JobStatus, Source, Trial, TrialEpoch, utcnow
@@ -23,11 +26,13 @@ __all__ = [
     "get_or_create_source",
     "get_trial",
     "lemur_row_id",
+    "metric_source_id",
     "list_jobs",
     "list_trials",
     "prm_id",
     "request_cancel",
     "trial_counts",
+    "transform_source_id",
 ]
 
 
@@ -151,6 +156,22 @@ def get_or_create_architecture(session: Session, *, arch_hash: str, **fields: An
 def get_or_create_source(session: Session, *, kind: str, name: str, code: str) -> Source:
     """A metric's or transform's source text, stored once per distinct text."""
     return _get_or_create(session, Source, {"kind": kind, "name": name, "code_md5": nn_id(code)}, code=code)
+
+
+def metric_source_id(session: Session, name: str) -> int | None:
+    """The stored source of the metric Cellar runs for LEMUR's ``name``; None for one it has no code for."""
+    if name not in METRICS:
+        return None
+    return get_or_create_source(session, kind="metric", name=name, code=module_source(metric_module(name))).source_id
+
+
+def transform_source_id(session: Session, name: str) -> int | None:
+    """The stored source of the transform ``name``; None for a name Cellar does not implement."""
+    try:
+        code = transform_source(name)
+    except ValueError:  # UnknownTransformError
+        return None
+    return get_or_create_source(session, kind="transform", name=name, code=code).source_id
 
 
 # ---- LEMUR-style data ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 from ._base import SearchSpace, SpaceParams, nn_id
 from ._registry import LazyRegistry
 from .errors import (
+    DatasetFileError,
     DatasetUnavailableError,
     IncompatibleDatasetError,
     InvalidArchitectureError,
@@ -20,6 +21,7 @@ from .errors import (
 )
 
 __all__ = [
+    "DatasetFileError",
     "DatasetUnavailableError",
     "IncompatibleDatasetError",
     "InvalidArchitectureError",

@@ -6,9 +6,9 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, get_origin
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from .errors import IncompatibleDatasetError
 
@@ -26,9 +26,23 @@ def nn_id(nn_code: str) -> str:
 
 
 class SpaceParams(BaseModel):
-    """Base of a space's parameter model: frozen, and unknown keys are an error."""
+    """Base of a space's parameter model: frozen, unknown keys are an error, and types are strict
+    (``"8"`` is not a width, ``1`` is not ``true``); a JSON array stands for a tuple field."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _arrays_as_tuples(cls, data: Any) -> Any:
+        # strict mode takes only tuples for tuple fields, and JSON has arrays
+        if not isinstance(data, Mapping):
+            return data
+        fields = cls.model_fields
+        return {
+            key: tuple(value) if isinstance(value, list) and key in fields and get_origin(fields[key].annotation) is tuple
+            else value
+            for key, value in data.items()
+        }
 
 
 class SearchSpace(ABC):

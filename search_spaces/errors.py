@@ -6,6 +6,7 @@ __all__ = [
     "SearchSpaceError",
     "UnknownChoiceError",
     "InvalidArchitectureError",
+    "DatasetFileError",
     "DatasetUnavailableError",
     "IncompatibleDatasetError",
 ]
@@ -34,6 +35,10 @@ class InvalidArchitectureError(SearchSpaceError, ValueError):
 
 class DatasetUnavailableError(SearchSpaceError):
     """A file dataset whose files are not where they must be."""
+
+
+class DatasetFileError(SearchSpaceError, ValueError):
+    """A dataset file that is there but does not hold what its format promises."""
 
 
 class IncompatibleDatasetError(SearchSpaceError, ValueError):

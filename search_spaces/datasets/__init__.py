@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from .._registry import LazyRegistry
-from ._base import TASKS, ArrayData, Dataset, DatasetInfo, GraphData, GraphSetData, Split, seeded_split, split_sizes
+from ._base import DEFAULT_SPLIT, TASKS, ArrayData, Dataset, DatasetInfo, GraphData, GraphSetData, Split, seeded_split, split_sizes
+from ._training import TRAINING_PROTOCOLS, TrainingProtocol, default_training
 
 __all__ = [
+    "DEFAULT_SPLIT",
     "TASKS",
+    "TRAINING_PROTOCOLS",
     "ArrayData",
     "GraphData",
     "GraphSetData",
     "Dataset",
     "DatasetInfo",
     "Split",
+    "TrainingProtocol",
     "dataset_names",
+    "default_training",
     "get_dataset",
     "seeded_split",
     "split_sizes",

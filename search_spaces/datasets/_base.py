@@ -18,6 +18,7 @@ __all__ = [
     "GraphData",
     "GraphSetData",
     "Split",
+    "DEFAULT_SPLIT",
     "seeded_split",
     "split_sizes",
 ]
@@ -198,8 +199,12 @@ def split_sizes(num_samples: int, fractions: tuple[float, float, float]) -> tupl
     return sizes
 
 
+#: train, validation and test fractions of a job's seeded split unless it sets its own
+DEFAULT_SPLIT: tuple[float, float, float] = (0.6, 0.2, 0.2)
+
+
 def seeded_split(
-    num_samples: int, seed: int, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    num_samples: int, seed: int, fractions: tuple[float, float, float] = DEFAULT_SPLIT
 ) -> Split:
     """Shuffle ``range(num_samples)`` with ``seed`` and cut it by ``fractions`` (train, val, test)."""
     n_train, n_val, _ = split_sizes(num_samples, fractions)

@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import DatasetUnavailableError
+from ..errors import DatasetFileError, DatasetUnavailableError
 from ._base import ArrayData, Dataset, DatasetInfo, GraphData, GraphSetData
 
 __all__ = ["Cifar10", "Cifar100", "FileDataset", "Mnist", "Planetoid", "TUDataset"]
@@ -91,9 +91,13 @@ def _open(path: Path):  # noqa: ANN202 - a binary file object
     return open(path, "rb") if path.exists() else gzip.open(path.with_name(path.name + ".gz"), "rb")
 
 
-def _unpickle(path: Path) -> object:
-    with _open(path) as handle:
-        return pickle.load(handle, encoding="latin1")  # noqa: S301 - the formats are pickles
+def _unpickle(path: Path, what: str) -> object:
+    """The object pickled in ``path``; ``what`` names the format, for the error when it is not one."""
+    try:
+        with _open(path) as handle:
+            return pickle.load(handle, encoding="latin1")  # noqa: S301 - the formats are pickles
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, OSError) as error:
+        raise DatasetFileError(f"{path}: not {what}: {type(error).__name__}: {error}") from None
 
 
 # ---- CIFAR (python pickle batches) ----------------------------------------------------------------
@@ -108,8 +112,15 @@ class _Cifar(FileDataset):
     def _batches(self, root: Path) -> list[dict[str, object]]:
         batches = []
         for part in self.parts:
-            raw = _unpickle(root / self.folder / part)
-            assert isinstance(raw, dict)
+            path = root / self.folder / part
+            raw = _unpickle(path, "a CIFAR python batch")
+            keys = {k.decode() if isinstance(k, bytes) else k for k in raw} if isinstance(raw, dict) else set()
+            if not {"data", self.label_key} <= keys:
+                got = f"a dict with keys {sorted(map(str, keys))}" if isinstance(raw, dict) else f"a {type(raw).__name__}"
+                raise DatasetFileError(
+                    f"{path}: not a CIFAR python batch (a pickled dict with 'data' and '{self.label_key}'), "
+                    f"it holds {got}; use the 'python version' of the dataset"
+                )
             batches.append({k.decode() if isinstance(k, bytes) else k: v for k, v in raw.items()})
         return batches
 
@@ -210,7 +221,11 @@ class Planetoid(FileDataset):
 
     def _read(self, root: Path) -> GraphData:
         raw = root / self.folder / "raw"
-        objects = {part: _unpickle(raw / f"ind.{self.prefix}.{part}") for part in self.parts if part != "test.index"}
+        objects = {
+            part: _unpickle(raw / f"ind.{self.prefix}.{part}", "a Planetoid pickle")
+            for part in self.parts
+            if part != "test.index"
+        }
         with _open(raw / f"ind.{self.prefix}.test.index") as handle:
             test_index = np.array([int(line) for line in handle.read().decode().split()], dtype=np.int64)
 
@@ -232,7 +247,11 @@ class Planetoid(FileDataset):
         # tx/ty hold the test nodes in sorted order; test.index lists where each belongs
         x[test_index], labels[test_index] = x[test_sorted], labels[test_sorted]
         graph = objects["graph"]
-        assert isinstance(graph, dict)
+        if not isinstance(graph, dict):
+            raise DatasetFileError(
+                f"{raw / f'ind.{self.prefix}.graph'}: not a Planetoid adjacency dict (node -> neighbours), "
+                f"it holds a {type(graph).__name__}"
+            )
         pairs = {(int(s), int(d)) for s, targets in graph.items() for d in targets if int(s) != int(d)}
         pairs |= {(d, s) for s, d in pairs}
         pairs = {(s, d) for s, d in pairs if s < len(x) and d < len(x)}

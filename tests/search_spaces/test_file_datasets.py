@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search_spaces import DatasetUnavailableError
+import pickle
+
+from search_spaces import DatasetFileError, DatasetUnavailableError
 from search_spaces.datasets import get_dataset
 from tests.search_spaces.formats import write_cifar10, write_mnist, write_planetoid, write_tu
 
@@ -28,6 +30,34 @@ def test_cifar10_pickled_batches(tmp_path: Path) -> None:
     np.testing.assert_array_equal(data.y, labels)
     info = dataset.describe(tmp_path)
     assert info.num_samples == 30 and info.out_shape == (10,)
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (pickle.dumps([1, 2, 3]), "it holds a list"),
+        (pickle.dumps({"data": [0]}), "it holds a dict with keys ['data']"),
+        (b"not a pickle at all", "not a CIFAR python batch: UnpicklingError"),
+        (b"", "not a CIFAR python batch: EOFError"),
+    ],
+)
+def test_a_cifar_batch_that_is_not_one_is_a_dataset_error_naming_the_file(
+    tmp_path: Path, content: bytes, fragment: str
+) -> None:
+    write_cifar10(tmp_path, per_batch=2)
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    batch.write_bytes(content)
+    with pytest.raises(DatasetFileError) as raised:
+        get_dataset("cifar-10").load(tmp_path)
+    assert str(raised.value).startswith(f"{batch}: not a CIFAR python batch") and fragment in str(raised.value)
+
+
+def test_a_planetoid_graph_that_is_not_an_adjacency_dict_names_the_file(tmp_path: Path) -> None:
+    write_planetoid(tmp_path, "Cora", "cora", nodes=12, features=4, classes=3, test=3)
+    graph = next(tmp_path.rglob("ind.cora.graph"))
+    graph.write_bytes(pickle.dumps([[1, 2]]))
+    with pytest.raises(DatasetFileError, match=r"ind\.cora\.graph: not a Planetoid adjacency dict"):
+        get_dataset("cora").load(tmp_path)
 
 
 def test_mnist_idx_files_plain_and_gzipped(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install run test migrate clean
+.PHONY: install browser run test migrate clean
 
 install: $(STAMP)
 
@@ -29,7 +29,15 @@ migrate: install
 run: migrate
 	$(BIN)/cellar serve --host $(HOST) --port $(PORT)
 
-test: install
+# The browser tests drive Debian's chromium through Playwright (Playwright's own browser download is
+# not used); it is installed here when missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium for the browser tests"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+test: install browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -1,7 +1,7 @@
 """LEMUR-style query latency on the whole LEMUR corpus: Cellar (SQLite, PostgreSQL) against LEMUR's own ``data()``.
 
 Both sides hold the same records, read from the same archive: Cellar imports it with
-``service.lemur_import.import_lemur`` (with the model sources LEMUR's own database carries, from
+``service.lemur.importer.import_lemur`` (with the model sources LEMUR's own database carries, from
 the LEMUR venv, so that rows of both sides have their ``nn_code``); LEMUR's package
 (``nn-dataset``, from the registry, in its own venv) builds its SQLite database from the extracted
 ``stat/`` folder with its own importer (``benchmarks/lemur_side.py``). Three common queries:
@@ -14,7 +14,7 @@ Each is timed ``--repeat`` times (median and min) at these levels:
 
 * LEMUR: ``ab.nn.api.data(...)`` in-process, its ``lru_cache`` cleared before every call (the
   cached time is a footnote); a full pandas DataFrame, ``nn_code`` and ``prm`` included.
-* Cellar store: ``service.store.queries.data_rows(session, DataQuery(...))`` in-process on a
+* Cellar store: ``service.store.data.data_rows(session, DataQuery(...))`` in-process on a
   fresh read session; every row as a dict with LEMUR's columns. The in-process counterpart of LEMUR.
 * Cellar HTTP: ``service.lemur.data(..., url=...)`` against a real ``cellar serve`` (no job
   manager, no Ray): the whole answer as a DataFrame, fetched in pages of 50,000 rows over HTTP/JSON.
@@ -65,9 +65,9 @@ from sqlalchemy.engine import make_url
 
 from service.api.data import PAGE_ROWS
 from service.lemur import data as cellar_data
-from service.lemur_import import import_lemur
+from service.lemur.importer import import_lemur
 from service.store import Architecture, Store, Trial, TrialEpoch, upgrade
-from service.store.queries import DataQuery, data_rows
+from service.store.data import DataQuery, data_rows
 
 ROOT = Path(__file__).resolve().parent
 REPO = ROOT.parent

@@ -33,8 +33,8 @@ from typing import Any, get_args
 
 from sqlalchemy import select
 
-from service.manager import JobManager
-from service.schemas import JobCreate, StrategySpec
+from service.jobs.manager import JobManager
+from service.jobs.spec import JobCreate, StrategySpec
 from service.settings import Settings
 from service.store import Job, Store, Trial, queries, upgrade
 from service.tabular import import_table, load_table

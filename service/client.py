@@ -91,7 +91,12 @@ class CellarClient:
         return self._request("GET", f"/v1/jobs/{job_id}/trials", params=params)["data"]
 
     def trial(self, trial_id: int) -> dict[str, Any]:
+        """A trial by its global id (a trial's ``id``), with its ``nn_code``."""
         return self._request("GET", f"/v1/trials/{trial_id}")
+
+    def job_trial(self, job_id: int, number: int) -> dict[str, Any]:
+        """Trial ``number`` of job ``job_id`` (its ``number``, as ``cellar trials`` shows), with its ``nn_code``."""
+        return self._request("GET", f"/v1/jobs/{job_id}/trials/{number}")
 
     def cancel(self, job_id: int) -> dict[str, Any]:
         return self._request("POST", f"/v1/jobs/{job_id}/cancel")

@@ -10,6 +10,7 @@ __all__ = [
     "StoreError",
     "StoreSchemaError",
     "StoreUnavailableError",
+    "TabularTableError",
 ]
 
 
@@ -44,3 +45,7 @@ class StoreUnavailableError(StoreError):
 
 class StoreSchemaError(StoreError):
     """The store's schema is not at this version's migration head."""
+
+
+class TabularTableError(CellarError):
+    """A results table cannot be built, exported, imported or loaded; the message says why."""

@@ -51,6 +51,25 @@ class Settings(BaseSettings):
         ),
     )
     start_manager: bool = Field(True, description="run the job manager (and Ray) inside the API process")
+    max_running_jobs: int = Field(4, ge=1, le=1000, description="jobs one server runs at a time; more wait queued")
+    executor_retry_s: float = Field(
+        5.0, gt=0, le=3600, description="wait before trying again to reach Ray when it could not be started or joined"
+    )
+    store_retry_s: float = Field(
+        1.0, gt=0, le=3600, description="wait of the job manager after a store outage or a failed round"
+    )
+    events_poll_s: float = Field(
+        0.5, gt=0, le=60, description="how often an event stream (GET /v1/jobs/{id}/events) looks for changes"
+    )
+    shutdown_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description=(
+            "on SIGTERM or Ctrl-C, how long requests still running may take before they are cancelled "
+            "(event streams end at once); the job manager hands its jobs back meanwhile"
+        ),
+    )
     model_workers: int = Field(
         1, ge=1, le=64, description="submitted models (POST /v1/models) trained at once, each in its own sandbox"
     )

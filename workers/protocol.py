@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from search_spaces.datasets import DEFAULT_SPLIT
+
 __all__ = ["CLEAN_ERRORS", "EpochReport", "FinalReport", "SetupReport", "TrialError", "TrialPayload"]
 
 #: exception types after which a worker is known to be clean and may run the next trial; after any
@@ -46,7 +48,7 @@ class TrialPayload:
     epochs: int
     seed: int
     split_seed: int
-    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    split_fractions: tuple[float, float, float] = DEFAULT_SPLIT
     data_dir: str | None = None
     threads: int = 1
     use_gpu: bool = False
@@ -63,7 +65,7 @@ class TrialPayload:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialPayload:
         data = dict(data)
-        data["split_fractions"] = tuple(data.get("split_fractions", (0.6, 0.2, 0.2)))
+        data["split_fractions"] = tuple(data.get("split_fractions", DEFAULT_SPLIT))
         return cls(**data)
 
 

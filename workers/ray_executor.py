@@ -10,22 +10,31 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import ray
-from ray.exceptions import RayActorError, RayTaskError, TaskCancelledError
+# Ray reads this once, when it is imported: set later, it does nothing. The driver is the API
+# server: SIGTERM must reach uvicorn's handler, not Ray's C++ failure handler, which prints a stack
+# for it and aborts the process 3 s later, whatever the shutdown is doing then.
+os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
 
-from .executor import Executor, ExecutorError, ExecutorEvent, TrialResources
-from .protocol import CLEAN_ERRORS, TrialError, TrialPayload
+import psutil  # noqa: E402
+import ray  # noqa: E402
+from ray.exceptions import RayActorError, RayTaskError, TaskCancelledError  # noqa: E402
+
+from .executor import Executor, ExecutorError, ExecutorEvent, TrialResources  # noqa: E402
+from .protocol import CLEAN_ERRORS, TrialError, TrialPayload  # noqa: E402
 
 __all__ = ["RayExecutor"]
 
 log = logging.getLogger(__name__)
 
 _TRACEBACK_LIMIT = 6000
+#: how long the local Ray's processes get to exit after ray.shutdown() before they are killed
+_REAP_TIMEOUT_S = 5.0
 
 
 class _TrialActor:
@@ -90,6 +99,8 @@ class RayExecutor(Executor):
         self._pending: dict[Any, tuple[int, str]] = {}  # ObjectRef -> (trial_id, call)
         self._started = False
         self._actor_class: Any = None
+        #: the local Ray's processes, listed once it started (its agents among them), to reap at shutdown
+        self._local: list[psutil.Process] = []
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def connect(self) -> None:
@@ -99,8 +110,6 @@ class RayExecutor(Executor):
         # Ray 2.60 enables token auth for local clusters by default; the service's own local Ray
         # and the clusters it joins are trusted networks, so keep it off consistently.
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        # the driver is the API server: let uvicorn handle SIGTERM quietly, not Ray's crash dumper
-        os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
         try:
             if self.address:
                 ray.init(address=self.address, log_to_driver=False, include_dashboard=False)
@@ -124,14 +133,27 @@ class RayExecutor(Executor):
                 ) from error
             raise ExecutorError(f"could not start a local Ray: {error}") from error
         self._actor_class = ray.remote(max_restarts=0, max_task_retries=0)(_TrialActor)
+        self._local = [] if self.address else _local_ray_processes()
         self._started = True
 
     def shutdown(self) -> None:
-        for job_id in list(self._pools):
-            self.close_job(job_id)
-        if self._started:
-            ray.shutdown()
-            self._started = False
+        """Kill the workers and disconnect; a local Ray this executor started stops with it, and
+        any of its processes still running 5 s later are killed. Call it from the thread that
+        called ``connect``: Ray ties its local processes to that thread's life (PR_SET_PDEATHSIG),
+        and they must stop in order, not be killed when it ends."""
+        if not self._started:
+            return
+        try:
+            for job_id in list(self._pools):
+                self.close_job(job_id)
+        finally:
+            # the agents are the raylet's children: if it died first, only the list made at start knows them
+            local = {p.pid: p for p in [*self._local, *([] if self.address else _local_ray_processes())]}
+            try:
+                ray.shutdown()
+            finally:
+                self._started, self._local = False, []
+                _reap(list(local.values()))
 
     @property
     def elastic(self) -> bool:  # type: ignore[override]
@@ -315,6 +337,63 @@ class RayExecutor(Executor):
             self._replace_actor(slot)
         else:
             slot.actor.reset.remote()
+
+
+def _local_ray_processes() -> list[psutil.Process]:
+    """The processes of the local Ray that ``ray.init`` started here (GCS, raylet, monitors) and
+    theirs (dashboard and runtime-env agents, workers)."""
+    node = getattr(ray._private.worker, "_global_node", None)  # noqa: SLF001 - no public API for it
+    if node is None:
+        return []
+    found: dict[int, psutil.Process] = {}
+    for infos in list(node.all_processes.values()):
+        for info in infos:
+            try:
+                process = psutil.Process(info.process.pid)
+                found[process.pid] = process
+                for child in process.children(recursive=True):
+                    found[child.pid] = child
+            except (psutil.Error, AttributeError):
+                continue
+    return list(found.values())
+
+
+def _reap(processes: list[psutil.Process]) -> None:
+    """Wait a little for the processes ``ray.shutdown()`` stopped; kill the ones left (an agent
+    whose raylet died first outlives it by a minute otherwise)."""
+    deadline = time.monotonic() + _REAP_TIMEOUT_S
+    while (alive := _still_running(processes)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not alive:
+        return
+    log.warning(
+        "killing %d Ray process(es) still running %g s after ray.shutdown(): %s",
+        len(alive), _REAP_TIMEOUT_S, ", ".join(f"{p.pid} ({_describe(p)})" for p in alive),
+    )
+    for process in alive:
+        try:
+            process.kill()  # psutil refuses a pid that another process took meanwhile
+        except psutil.Error:
+            pass
+
+
+def _still_running(processes: list[psutil.Process]) -> list[psutil.Process]:
+    """The processes not gone yet; a zombie is gone (an orphan's may wait long for its reaper)."""
+    running = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                running.append(process)
+        except psutil.Error:
+            continue
+    return running
+
+
+def _describe(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline())[:60] or process.name()
+    except psutil.Error:
+        return "?"
 
 
 def _trim(text: str) -> str:

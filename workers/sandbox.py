@@ -1,6 +1,6 @@
 """The sandboxed worker that trains submitted model code (``POST /v1/models``, LEMUR's ``check_nn``).
 
-Run as ``python -m workers.sandbox REPORT_FD`` by ``service.sandbox``, in a fresh process of its
+Run as ``python -m workers.sandbox REPORT_FD`` by ``service.lemur.sandbox``, in a fresh process of its
 own session, inside a private temporary directory, with the job on stdin. It reports JSON lines
 on the file descriptor ``REPORT_FD``; the model's own prints go to ``output.log`` in its directory.
 

@@ -2,42 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, status
+from typing import Any
+
+from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.utils import get_openapi
 
 from .. import __version__
-from ..errors import CellarError, ConflictError, InvalidRequestError, NotFoundError, StoreError
+from ..lemur.submissions import ModelChecker
 from ..settings import Settings, get_settings
 from ..store import Store, check_schema
-from ..submissions import ModelChecker
-from . import data, jobs, meta, models
+from . import data, events, jobs, meta, models, trials
+from .docs import install_docs
+from .errors import install_error_handlers, responses
+from .params import reject_unknown_query_parameters
+from .shutdown import ShutdownSignal
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("cellar")
-
-
-def _location(loc: tuple[object, ...] | list[object]) -> str:
-    return ".".join(str(part) for part in loc)
-
-
-def _json_safe(value: object) -> object:
-    """Non-finite floats (a rejected NaN input) as text: JSON has no NaN or Infinity."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def create_app(settings: Settings | None = None, *, executor: object | None = None) -> FastAPI:
@@ -48,6 +36,9 @@ def create_app(settings: Settings | None = None, *, executor: object | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # set when a stop begins (CellarServer, on SIGTERM / Ctrl-C; else the shutdown below):
+        # event streams end on it and the job manager hands its jobs back
+        app.state.shutdown.bind(asyncio.get_running_loop())
         store = Store(settings.database_url)
         check_schema(store)
         app.state.settings = settings
@@ -56,7 +47,7 @@ def create_app(settings: Settings | None = None, *, executor: object | None = No
         app.state.manager = None
         app.state.models = ModelChecker(store, settings)
         if settings.start_manager:
-            from ..manager import JobManager
+            from ..jobs.manager import JobManager
 
             if executor is None:
                 from workers.ray_executor import RayExecutor
@@ -71,10 +62,12 @@ def create_app(settings: Settings | None = None, *, executor: object | None = No
                 chosen = executor
             app.state.manager = JobManager(store, chosen, settings)  # type: ignore[arg-type]
             app.state.manager.start()
+            app.state.shutdown.on_set(app.state.manager.request_stop)
         log.info("Cellar %s serving; store %s", __version__, store.display_url)
         try:
             yield
         finally:
+            app.state.shutdown.set()
             if app.state.manager is not None:
                 await run_in_threadpool(app.state.manager.stop)
             store.dispose()
@@ -84,31 +77,37 @@ def create_app(settings: Settings | None = None, *, executor: object | None = No
         version=__version__,
         description="Neural architecture search as a service: submit jobs, read LEMUR-style results.",
         lifespan=lifespan,
+        # Cellar serves the pages itself, with local assets (service.api.docs)
+        docs_url=None,
+        redoc_url=None,
+        dependencies=[Depends(reject_unknown_query_parameters)],
     )
-    app.include_router(meta.router)
-    app.include_router(jobs.router)
-    app.include_router(data.router)
-    app.include_router(models.router)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        detail = _json_safe(jsonable_encoder(error.errors()))
-        message = "; ".join(f"{_location(e['loc'])}: {e['msg']}" for e in error.errors())
-        return JSONResponse({"detail": detail, "message": message}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
-
-    @app.exception_handler(CellarError)
-    async def _cellar_error(request: Request, error: CellarError) -> JSONResponse:
-        code = {
-            NotFoundError: status.HTTP_404_NOT_FOUND,
-            ConflictError: status.HTTP_409_CONFLICT,
-            InvalidRequestError: status.HTTP_422_UNPROCESSABLE_CONTENT,
-            StoreError: status.HTTP_503_SERVICE_UNAVAILABLE,
-        }
-        status_code = next((c for kind, c in code.items() if isinstance(error, kind)), 500)
-        if isinstance(error, InvalidRequestError) and error.field:
-            # the shape of a validation error, so clients handle every 422 alike
-            detail = [{"loc": list(error.field), "msg": str(error), "type": "value_error"}]
-            return JSONResponse({"detail": detail, "message": str(error)}, status_code=status_code)
-        return JSONResponse({"detail": str(error), "message": str(error)}, status_code=status_code)
-
+    app.state.shutdown = ShutdownSignal()  # CellarServer sets it; the lifespan binds it
+    for module in (meta, jobs, trials, events, data, models):
+        app.include_router(module.router)
+    install_error_handlers(app)
+    install_docs(app, title="Cellar")
+    if settings.reads_require_key:
+        _document_keyed_reads(app)
     return app
+
+
+def _document_keyed_reads(app: FastAPI) -> None:
+    """With ``reads_require_key``, every ``/v1`` read needs the key too: say so in the document."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            unauthorized = responses(401)[401]
+            for path, item in schema["paths"].items():
+                for method, operation in item.items():
+                    if path.startswith("/v1/") and method == "get":
+                        operation["security"] = [{"HTTPBearer": []}]
+                        operation["responses"]["401"] = {
+                            "description": unauthorized["description"],
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorPublic"}}},
+                        }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

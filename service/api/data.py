@@ -8,13 +8,14 @@ from fastapi import APIRouter, Query, Response
 
 from search_spaces.metrics import metric_direction
 
-from ..lemur import CODE_COLUMNS
-from ..prompts import compact_code
-from ..schemas import DataRows, PromptExample, PromptExamples
-from ..store import queries
+from ..lemur.contract import CODE_COLUMNS
+from ..lemur.prompts import compact_code
+from ..store.data import DataQuery, data_rows
 from .deps import ReadAccess, StoreDep
+from .errors import responses
+from .schemas import DataRows, PromptExample, PromptExamples
 
-router = APIRouter(prefix="/v1", tags=["data"])
+router = APIRouter(prefix="/v1", tags=["data"], responses=responses(422, 503))
 
 #: the most rows one ``/v1/data`` answer holds
 PAGE_ROWS = 50_000
@@ -51,9 +52,9 @@ def data(
     ``offset`` of the next page (``service.lemur.data`` follows it)."""
     limit = min(max_rows or PAGE_ROWS, PAGE_ROWS)
     with store.read() as session:
-        rows = queries.data_rows(
+        rows = data_rows(
             session,
-            queries.DataQuery(
+            DataQuery(
                 task=task,
                 dataset=dataset,
                 metric=metric,
@@ -95,8 +96,8 @@ def prompt_examples(
     """The ``k`` best distinct models (each at its best epoch, in its metric's direction) with
     their code compacted (no comments, docstrings or blank lines), for few-shot prompts."""
     with store.read() as session:
-        rows = queries.data_rows(
-            session, queries.DataQuery(task=task, dataset=dataset, metric=metric, unique_nn=True)
+        rows = data_rows(
+            session, DataQuery(task=task, dataset=dataset, metric=metric, unique_nn=True)
         )
 
     def score(row: dict) -> float:  # type: ignore[type-arg]

@@ -1,4 +1,4 @@
-"""Dependencies shared by the routers: the store, the manager, the API key check."""
+"""Dependencies shared by the routers: the store, the manager, the settings, the API key check."""
 
 from __future__ import annotations
 
@@ -8,11 +8,25 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ..manager import JobManager
+from search_spaces import DatasetUnavailableError
+from search_spaces.datasets import get_dataset
+
+from ..errors import InvalidRequestError
+from ..jobs.manager import JobManager
 from ..settings import Settings
 from ..store import Store
 
-__all__ = ["ReadAccess", "StoreDep", "WriteAccess", "get_manager", "get_settings_dep", "get_store"]
+__all__ = [
+    "ManagerDep",
+    "ReadAccess",
+    "SettingsDep",
+    "StoreDep",
+    "WriteAccess",
+    "check_dataset_files",
+    "get_manager",
+    "get_settings_dep",
+    "get_store",
+]
 
 _bearer = HTTPBearer(auto_error=False, description="the key in CELLAR_API_KEY")
 
@@ -51,13 +65,23 @@ def require_write(
     _check_key(request, credentials)
 
 
-def require_read(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> None:
+async def require_read(request: Request) -> None:
+    """The key, when ``reads_require_key`` is set. The header is read here rather than declared,
+    so that open reads are not documented as needing a key (``create_app`` documents keyed ones)."""
     if request.app.state.settings.reads_require_key:
-        _check_key(request, credentials)
+        _check_key(request, await _bearer(request))
+
+
+def check_dataset_files(name: str, settings: Settings) -> None:
+    """A 422 on ``body.dataset`` when a dataset that comes in files has none on this server."""
+    try:
+        get_dataset(name).check_available(settings.data_dir)
+    except DatasetUnavailableError as error:
+        raise InvalidRequestError(str(error), field=("body", "dataset")) from None
 
 
 StoreDep = Annotated[Store, Depends(get_store)]
+ManagerDep = Annotated[JobManager | None, Depends(get_manager)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 WriteAccess = Depends(require_write)
 ReadAccess = Depends(require_read)

@@ -8,20 +8,22 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from search_spaces import DatasetUnavailableError, search_space_class, search_space_kinds
-from search_spaces.datasets import dataset_names, get_dataset
+from search_spaces.datasets import dataset_names, default_training, get_dataset
 
-from .. import __version__, strategies
+from .. import __version__
+from ..jobs import strategies
 from ..errors import StoreError
-from ..manager import JobManager
-from ..schemas import DatasetPublic, HealthPublic, SearchSpacePublic, StrategiesPublic, StrategyPublic
+from ..jobs.manager import JobManager
 from ..settings import Settings
 from ..store import current_revision, head_revision
 from .deps import ReadAccess, StoreDep, get_manager, get_settings_dep
+from .errors import responses
+from .schemas import DatasetPublic, HealthPublic, SearchSpacePublic, StrategiesPublic, StrategyPublic
 
-router = APIRouter(tags=["meta"])
+router = APIRouter(tags=["meta"], responses=responses(422))
 
 
-@router.get("/healthz", response_model=HealthPublic)
+@router.get("/healthz", response_model=HealthPublic, responses={503: {"model": HealthPublic, "description": "the store cannot be reached"}})
 def healthz(store: StoreDep, manager: Annotated[JobManager | None, Depends(get_manager)]) -> JSONResponse:
     """Liveness, with the store's and the executor's state. 503 when the store is unreachable."""
     try:
@@ -54,7 +56,8 @@ def datasets(settings: Annotated[Settings, Depends(get_settings_dep)]) -> list[D
             info, available, reason = dataset.info, False, str(error)
         except (OSError, ValueError) as error:  # present but unreadable: say so, keep listing
             info, available, reason = dataset.info, False, f"files present but unreadable: {error}"
-        result.append(DatasetPublic(**info.public(), available=available, reason=reason))
+        training = default_training(info.task)
+        result.append(DatasetPublic(**info.public(), training=training, available=available, reason=reason))
     return result
 
 

@@ -5,19 +5,20 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from ..errors import NotFoundError
-from ..schemas import ModelResult, ModelSubmission
-from ..submissions import ModelChecker
-from .deps import ReadAccess, WriteAccess
+from ..lemur.schemas import ModelResult, ModelSubmission
+from ..lemur.submissions import ModelChecker
+from .deps import ReadAccess, SettingsDep, WriteAccess, check_dataset_files
+from .errors import responses
 
-router = APIRouter(prefix="/v1", tags=["models"])
+router = APIRouter(prefix="/v1", tags=["models"], responses=responses(422, 503))
 
 
 def _checker(request: Request) -> ModelChecker:
     return request.app.state.models
 
 
-@router.post("/models", dependencies=[WriteAccess])
-def submit_model(submission: ModelSubmission, request: Request) -> ModelResult:
+@router.post("/models", dependencies=[WriteAccess], responses=responses(401, 422))
+def submit_model(submission: ModelSubmission, request: Request, settings: SettingsDep) -> ModelResult:
     """Check and train ``nn_code`` in a sandboxed worker process and answer when it is done.
 
     A model that fails (does not parse, breaks the contract, does not fit the data, diverges,
@@ -25,10 +26,11 @@ def submit_model(submission: ModelSubmission, request: Request) -> ModelResult:
     ``failure`` says which stage failed and why. The same code with the same ``prm`` (dataset,
     seed) that trained before is answered from the store (``cached``) without training.
     """
+    check_dataset_files(submission.dataset, settings)
     return _checker(request).check(submission)
 
 
-@router.get("/models/{run_id}", dependencies=[ReadAccess])
+@router.get("/models/{run_id}", dependencies=[ReadAccess], responses=responses(404, 422))
 def get_model(run_id: int, request: Request) -> ModelResult:
     """A stored submission's result, by its ``run_id``."""
     result = _checker(request).get(run_id)

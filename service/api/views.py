@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .. import strategies
-from ..schemas import EpochPublic, JobPublic, ParetoPublic, TrialCounts, TrialPublic
+from ..jobs.strategies import pareto
 from ..store import Job, Trial, TrialState
+from .schemas import EpochPublic, JobPublic, ParetoPublic, TrialCounts, TrialPublic
 
 __all__ = ["best_trials", "counted_results", "job_public", "non_dominated", "pareto_public", "trial_public"]
 
@@ -60,6 +60,7 @@ def trial_public(trial: Trial, metric: str, *, with_code: bool = False) -> Trial
         retry_of=trial.retry_of_trial_id,
         cache_hit=bool(trial.cache_hit),
         requeued=trial.requeued,
+        interruptions=trial.interruptions or 0,
         worker=trial.worker,
         error=trial.error,
         created_at=trial.created_at,
@@ -72,7 +73,7 @@ def trial_public(trial: Trial, metric: str, *, with_code: bool = False) -> Trial
 def non_dominated(trials: Sequence[Trial], directions: Sequence[str]) -> list[Trial]:
     """The trials no other dominates (on their objective values; trials without values are left out)."""
     scored = [t for t in trials if t.values is not None and len(t.values) == len(directions)]
-    return [scored[i] for i in strategies.non_dominated([t.values for t in scored], directions)]  # type: ignore[misc]
+    return [scored[i] for i in pareto.non_dominated([t.values for t in scored], directions)]  # type: ignore[misc]
 
 
 def counted_results(trials: Sequence[Trial]) -> list[Trial]:
@@ -106,8 +107,8 @@ def pareto_public(job: Job, trials: Sequence[Trial], reference: list[float] | No
     volume = None
     if front:
         if reference is None:
-            reference = strategies.reference_point([t.values for t in front], directions)  # type: ignore[misc]
-        volume = strategies.hypervolume([t.values for t in front], directions, reference)  # type: ignore[misc]
+            reference = pareto.reference_point([t.values for t in front], directions)  # type: ignore[misc]
+        volume = pareto.hypervolume([t.values for t in front], directions, reference)  # type: ignore[misc]
     return ParetoPublic(
         job_id=job.job_id,
         objectives=objectives,

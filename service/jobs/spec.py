@@ -1,52 +1,35 @@
-"""API schemas (pydantic): the job body and what the endpoints return.
+"""The job spec: ``JobCreate``, the body of ``POST /v1/jobs``, stored with the job as it was validated.
 
-Per entity a family: ``JobCreate`` (what a client sends), ``JobPublic`` / ``JobsPublic`` (what it
-gets back). Unknown fields are an error everywhere in request bodies, so a typo never passes silently.
+Every check that needs only the body and the registries (search spaces, datasets, strategies,
+transforms) happens here, so that a wrong job is a 422 naming the field and nothing is written.
+Checks across fields sit on the later field. Unknown fields are an error, so a typo never passes
+silently.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from search_spaces import SearchSpace, SearchSpaceError, search_space_class, search_space_kinds
-from search_spaces.datasets import dataset_names, get_dataset, split_sizes
+from search_spaces.datasets import DEFAULT_SPLIT, dataset_names, default_training, get_dataset, split_sizes
 from search_spaces.metrics import METRICS
 from search_spaces.transforms import check_transform
 
-from .strategies import PRUNERS, SAMPLERS, validate_pruner_params, validate_sampler_params
+from .strategies import validate_pruner_params, validate_sampler_params
 
 __all__ = [
     "CURVE_OBJECTIVES",
-    "PRUNERS",
-    "SAMPLERS",
     "STATIC_OBJECTIVES",
     "BudgetSpec",
     "ConstraintsSpec",
-    "DataRow",
-    "DataRows",
-    "DatasetPublic",
-    "EpochPublic",
-    "HealthPublic",
     "JobCreate",
-    "JobPublic",
-    "JobsPublic",
     "ObjectiveSpec",
-    "ParetoPublic",
-    "PromptExample",
-    "PromptExamples",
     "ResourcesSpec",
-    "SearchSpacePublic",
     "SearchSpaceSpec",
-    "StrategiesPublic",
-    "StrategyPublic",
     "StrategySpec",
     "TrainingSpec",
-    "TrialCounts",
-    "TrialPublic",
-    "TrialsPublic",
     "objective_metrics",
 ]
 
@@ -56,8 +39,14 @@ STATIC_OBJECTIVES = ("params", "flops", "latency_ms")
 
 
 class _Body(BaseModel):
-    # JSON allows 1e400 (infinity); no field of a job means anything infinite or NaN
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # strict: "5" is not a count and 1 is not true (JSON's own types only; an integer may stand for a
+    # float and an array for a tuple). JSON allows 1e400 (infinity); no field means anything infinite.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
+
+def _as_tuple(value: Any) -> Any:
+    """A JSON array for a tuple field (strict mode takes only tuples)."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _choices(values: list[str] | tuple[str, ...]) -> str:
@@ -153,6 +142,15 @@ class BudgetSpec(_Body):
             "marked failed; an exception in the trial itself is never retried"
         ),
     )
+    fail_fast_after: int = Field(
+        3,
+        ge=0,
+        le=1000,
+        description=(
+            "stop the job when its first this-many trials all fail with the same error (every trial "
+            "would); 0 never stops early"
+        ),
+    )
 
     @model_validator(mode="after")
     def _bounded(self) -> BudgetSpec:
@@ -161,18 +159,25 @@ class BudgetSpec(_Body):
         return self
 
 
+_TASK_DEFAULT = "default: the dataset's task's protocol (GET /v1/datasets lists it)"
+
+
 class TrainingSpec(_Body):
-    batch_size: int = Field(64, gt=0, le=65536)
-    lr: float = Field(0.05, gt=0, le=10)
-    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(5e-4, ge=0, le=1)
-    nesterov: bool = True
-    scheduler: Literal["cosine", "constant"] = "cosine"
+    """The training protocol every trial of the job shares. A field left out takes the value of
+    the dataset's task's default protocol (``search_spaces.datasets.default_training``): SGD with
+    Nesterov momentum for images (NAS-Bench-201's), Adam for tables, regression and graphs."""
+
+    batch_size: int | None = Field(None, gt=0, le=65536, description=_TASK_DEFAULT)
+    lr: float | None = Field(None, gt=0, le=10, description=_TASK_DEFAULT)
+    optimizer: Literal["sgd", "adam", "adamw"] | None = Field(None, description=_TASK_DEFAULT)
+    momentum: float | None = Field(None, ge=0, lt=1, description=_TASK_DEFAULT)
+    weight_decay: float | None = Field(None, ge=0, le=1, description=_TASK_DEFAULT)
+    nesterov: bool | None = Field(None, description=_TASK_DEFAULT)
+    scheduler: Literal["cosine", "constant"] | None = Field(None, description=_TASK_DEFAULT)
     transform: str | None = Field(None, description="input transform, by LEMUR name; default the dataset's")
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="training seed; default strategy.seed")
-    split: tuple[float, float, float] = Field(
-        (0.6, 0.2, 0.2), description="train, validation, test fractions of the seeded split"
+    split: Annotated[tuple[float, float, float], BeforeValidator(_as_tuple)] = Field(
+        DEFAULT_SPLIT, description="train, validation, test fractions of the seeded split"
     )
 
     @field_validator("transform")
@@ -310,6 +315,11 @@ class JobCreate(_Body):
     @classmethod
     def _split_fits(cls, training: TrainingSpec, info: ValidationInfo) -> TrainingSpec:
         dataset = info.data.get("dataset")
+        if dataset is not None:
+            # the task's protocol where the job sets nothing, stored filled in (stored jobs have every field)
+            defaults = default_training(get_dataset(dataset).info.task)
+            unset = {k: v for k, v in defaults.items() if getattr(training, k) is None}
+            training = training.model_copy(update=unset)
         size = get_dataset(dataset).info.num_samples if dataset is not None else None
         if size is not None:
             try:
@@ -335,300 +345,18 @@ class JobCreate(_Body):
     def transform(self) -> str:
         return self.training.transform or get_dataset(self.dataset).info.transform
 
-
-# ---- responses --------------------------------------------------------------------------------
-class TrialCounts(BaseModel):
-    total: int = 0
-    running: int = 0
-    complete: int = 0
-    pruned: int = 0
-    failed: int = 0
-
-
-class EpochPublic(BaseModel):
-    epoch: int
-    loss: float | None
-    val_loss: float | None
-    val_metric: float | None = Field(description="the dataset's metric on the validation split")
-    val_accuracy: float | None = Field(description="val_metric, when the metric is accuracy")
-    val_rmse: float | None = Field(description="val_metric, when the metric is RMSE")
-    elapsed_seconds: float
-
-
-class TrialPublic(BaseModel):
-    id: int
-    job_id: int
-    number: int
-    state: str
-    search_space: str | None
-    arch: str | None = Field(description="the architecture's canonical encoding, e.g. an NB-201 arch string")
-    nn: str | None = Field(description="LEMUR-style model name, <space>-<md5 of the code>")
-    params: int | None = Field(description="number of trainable parameters")
-    flops: int | None = Field(description="forward FLOPs for one sample (PyTorch's flop counter)")
-    latency_ms: float | None = Field(description="forward milliseconds for a training-sized batch on the worker")
-    metric: str = Field(description="the dataset's metric, by LEMUR name: acc, rmse")
-    val_metric: float | None = Field(description="validation metric after the last epoch")
-    test_metric: float | None = Field(description="test metric after the last epoch")
-    val_accuracy: float | None = Field(description="val_metric, when the metric is accuracy")
-    test_accuracy: float | None = Field(description="test_metric, when the metric is accuracy")
-    val_rmse: float | None = Field(description="val_metric, when the metric is RMSE")
-    test_rmse: float | None = Field(description="test_metric, when the metric is RMSE")
-    loss: float | None = Field(description="training loss of the last epoch")
-    train_seconds: float | None
-    values: list[float] | None = Field(description="objective values, in the job's objective order")
-    epochs: list[EpochPublic]
-    choices: dict[str, Any] = Field(description="the parameters Optuna sampled")
-    prm: dict[str, Any] = Field(description="LEMUR prm: the training hyperparameters")
-    seed: int
-    split: dict[str, Any] | None
-    duplicate_of: int | None = Field(description="the trial whose result this one reuses (same job, or a cache hit)")
-    cache_hit: bool = Field(False, description="the result came from an earlier job's identical training")
-    origin: str = Field(description="sampler, initial (the job's list) or retry")
-    retry_of: int | None = Field(description="for a retry: the interrupted trial it runs again")
-    requeued: bool = Field(description="interrupted; its configuration was handed to a retry")
-    worker: str | None
-    error: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    nn_code: str | None = None
-
-
-class TrialsPublic(BaseModel):
-    data: list[TrialPublic]
-    count: int
-
-
-class JobPublic(BaseModel):
-    id: int
-    name: str
-    status: str
-    search_space: str
-    dataset: str
-    task: str
-    metric: str
-    cancel_requested: bool
-    error: str | None
-    counts: TrialCounts
-    max_trials: int | None
-    best_trial: TrialPublic | None = Field(description="single objective: the best complete trial")
-    best_trials: list[TrialPublic] = Field(description="the non-dominated complete trials")
-    spec: dict[str, Any]
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-
-
-class ParetoPublic(BaseModel):
-    job_id: int
-    objectives: list[dict[str, Any]] = Field(description="the job's objectives, in the order of each trial's values")
-    reference_point: list[float] | None = Field(
-        description="the hypervolume's reference: the query's, else the Pareto set's nadir worsened by 10% of "
-        "its range per objective (by 1 where the range is 0)"
-    )
-    hypervolume: float | None = Field(description="the objective-space volume the set dominates up to the reference")
-    count: int
-    data: list[TrialPublic] = Field(description="the non-dominated complete trials, by trial number")
-
-
-class JobsPublic(BaseModel):
-    data: list[JobPublic]
-    count: int
-
-
-class DataRow(BaseModel):
-    """One row of ``/v1/data``: LEMUR's columns, then Cellar's own."""
-
-    id: str
-    task: str
-    dataset: str
-    metric: str
-    metric_code: str | None
-    metric_id: str | None
-    nn: str
-    nn_code: str | None = Field(description="the model's source; null for imported statistics without model files")
-    nn_id: str | None = Field(description="md5 of nn_code without whitespace (LEMUR's identity); null without code")
-    epoch: int
-    accuracy: float | None
-    duration: int | None = Field(description="nanoseconds of training up to this epoch, cumulative; null if unknown")
-    prm_id: str
-    transform_code: str | None
-    transform_id: str | None
-    prm: dict[str, Any]
-    run_id: int
-    job_id: int
-    seed: int | None = Field(description="the training seed; null where unknown (imported statistics)")
-    split: str
-    created_at: datetime
-    search_space: str | None
-    arch: str | None
-
-
-class DataRows(BaseModel):
-    data: list[DataRow]
-    count: int
-    next_offset: int | None = Field(None, description="more rows match: the offset of the next page")
-    codes: dict[str, str] | None = Field(
-        None, description="with codes=separate: the text of each nn_id, metric_id and transform_id in the rows"
-    )
-
-
-class PromptExample(BaseModel):
-    nn: str
-    task: str
-    dataset: str
-    metric: str
-    accuracy: float = Field(description="the model's best value of the metric (validation), at `epoch`")
-    epoch: int
-    prm: dict[str, Any]
-    run_id: int
-    code: str = Field(description="the model's source without comments, docstrings and blank lines")
-
-
-class PromptExamples(BaseModel):
-    data: list[PromptExample]
-    count: int
-
-
-class SearchSpacePublic(BaseModel):
-    kind: str
-    description: str
-    tasks: list[str]
-    params: dict[str, Any]
-
-
-class StrategyPublic(BaseModel):
-    name: str
-    params: dict[str, Any] = Field(description="JSON schema of its parameters (strategy.sampler_params / pruner_params)")
-    multi_objective: bool = Field(description="usable in jobs with several objectives")
-
-
-class StrategiesPublic(BaseModel):
-    samplers: list[StrategyPublic]
-    pruners: list[StrategyPublic]
-
-
-class DatasetPublic(BaseModel):
-    name: str
-    task: str
-    metric: str
-    metric_direction: str
-    in_shape: list[int]
-    out_shape: list[int]
-    num_classes: int | None
-    num_samples: int | None
-    source: str
-    transform: str
-    description: str
-    available: bool
-    reason: str | None = None
-
-
-class HealthPublic(BaseModel):
-    status: str
-    version: str
-    store: dict[str, Any]
-    executor: dict[str, Any]
-
-
-# ---- submitted models (LEMUR's check_nn) --------------------------------------------------------
-FAILURE_KINDS = ("syntax", "contract", "shape", "nan_loss", "oom", "timeout", "runtime")
-
-
-class ModelSubmission(BaseModel):
-    """``POST /v1/models``: LEMUR's ``check_nn`` arguments (and Cellar's seed)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    nn_code: str = Field(min_length=1, max_length=500_000, description="model source under LEMUR's contract")
-    task: str = Field(description="LEMUR task, e.g. img-classification; must be the dataset's")
-    dataset: str = Field(description="a Cellar dataset (GET /v1/datasets)")
-    metric: str = Field(description="LEMUR metric name, e.g. acc; must be the dataset's")
-    prm: dict[str, Any] = Field(
-        description="hyperparameters: 'batch' (default 64), 'epoch' (epochs, default 1), 'transform' "
-        "(default the dataset's) and whatever the model reads ('lr', 'momentum', ...)"
-    )
-    save_to_db: bool = Field(True, description="store the result (then /v1/data lists it)")
-    prefix: str | None = Field(
-        None, max_length=50, pattern=r"^[A-Za-z0-9_.]+$", description="model name prefix: <prefix>-<md5 of the code>"
-    )
-    epoch_limit_minutes: float = Field(30.0, gt=0, le=24 * 60, description="wall-clock limit of each epoch")
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="training seed (also seeds the split)")
-
-    @field_validator("dataset")
-    @classmethod
-    def _known_dataset(cls, name: str) -> str:
-        if name not in dataset_names():
-            raise ValueError(f"unknown dataset {name!r}; allowed: {_choices(dataset_names())}")
-        return name
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ModelSubmission:
-        info = get_dataset(self.dataset).info
-        if self.task != info.task:
-            raise ValueError(f"task {self.task!r} does not match dataset {self.dataset!r}, whose task is {info.task!r}")
-        if self.metric != info.metric:
-            raise ValueError(
-                f"metric {self.metric!r} does not match dataset {self.dataset!r}, which is scored with {info.metric!r}"
-            )
-        prm = dict(self.prm)
-        batch = prm.setdefault("batch", 64)
-        if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 4096:
-            raise ValueError(f"prm.batch must be a whole number from 1 to 4096, got {batch!r}")
-        epochs = prm.setdefault("epoch", 1)
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= 1000:
-            raise ValueError(f"prm.epoch (the number of epochs) must be a whole number from 1 to 1000, got {epochs!r}")
-        transform = prm.setdefault("transform", info.transform)
-        if not isinstance(transform, str):
-            raise ValueError(f"prm.transform must be a transform's name, got {transform!r}")
-        check_transform(transform, info)
-        self.prm = prm
-        return self
-
-
-class ModelFailure(BaseModel):
-    kind: Literal["syntax", "contract", "shape", "nan_loss", "oom", "timeout", "runtime"]
-    message: str = Field(description="what went wrong and, where it can, how to fix it")
-    line: int | None = Field(None, description="syntax: the line of the code")
-    traceback: str | None = Field(None, description="runtime, shape: the traceback from the model's own frames")
-    input_shape: Any = Field(None, description="shape: the batch the forward pass was given")
-    output_shape: list[int] | None = Field(None, description="shape: what the model returned")
-    expected_shape: list[int] | None = Field(None, description="shape: what the dataset needs")
-
-
-class ModelEpoch(BaseModel):
-    epoch: int
-    accuracy: float | None = Field(description="the metric on the validation split after this epoch")
-    loss: float | None
-    val_loss: float | None
-    duration: int = Field(description="nanoseconds of training up to this epoch, cumulative")
-
-
-class ModelResult(BaseModel):
-    """LEMUR's ``check_nn`` result (``name, accuracy, accuracy_to_time, code_quality``) and more."""
-
-    name: str = Field(description="<prefix>-<nn_id>, or nn_id without a prefix")
-    nn_id: str = Field(description="md5 of the code without whitespace")
-    status: Literal["ok", "failed"]
-    accuracy: float | None = Field(description="the metric on the validation split after the last epoch")
-    accuracy_to_time: float | None = Field(
-        description="LEMUR's: max(0, accuracy - chance accuracy) / (training nanoseconds / 1e11)"
-    )
-    code_quality: float | None = Field(description="0..1: pyflakes warnings, complexity and failed checks lower it")
-    duration: int | None = Field(description="nanoseconds of training, all epochs")
-    failure: ModelFailure | None
-    epochs: list[ModelEpoch]
-    test_accuracy: float | None = Field(description="the metric on the test split (reported, never searched on)")
-    params: int | None
-    flops: int | None
-    latency_ms: float | None
-    task: str
-    dataset: str
-    metric: str
-    prm: dict[str, Any]
-    prm_id: str
-    seed: int
-    cached: bool = Field(description="the same code and prm were trained before: this is the stored result")
-    saved: bool = Field(description="the result is in the store (save_to_db)")
-    run_id: int | None = Field(description="the stored run (the run_id of its /v1/data rows)")
-    isolation: str | None = Field(None, description="how the sandbox was cut off from the network")
+    @property
+    def prm(self) -> dict[str, Any]:
+        """LEMUR's ``prm`` of the training protocol; a trial adds its architecture's own values."""
+        t = self.training
+        return {
+            "lr": t.lr,
+            "momentum": t.momentum,
+            "weight_decay": t.weight_decay,
+            "batch": t.batch_size,
+            "epoch": self.budget.epochs,
+            "optimizer": t.optimizer,
+            "nesterov": t.nesterov,
+            "scheduler": t.scheduler,
+            "transform": self.transform,
+        }

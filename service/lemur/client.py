@@ -15,18 +15,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .client import CellarClient
+from ..client import CellarClient
+from .contract import CODE_COLUMNS, LEMUR_COLUMNS
 
-__all__ = ["CODE_COLUMNS", "LEMUR_COLUMNS", "ModelCheckError", "check_nn", "data"]
+__all__ = ["ModelCheckError", "check_nn", "data"]
 
-#: the columns of LEMUR's ``data()``, in its order
-LEMUR_COLUMNS = (
-    "id", "task", "dataset", "metric", "metric_code", "metric_id", "nn", "nn_code", "nn_id", "epoch",
-    "accuracy", "duration", "prm_id", "transform_code", "transform_id", "prm",
-)  # fmt: skip
 _PAGE = 50_000
-#: the code columns and the ids their texts are keyed by in ``/v1/data?codes=separate``
-CODE_COLUMNS = (("nn_code", "nn_id"), ("metric_code", "metric_id"), ("transform_code", "transform_id"))
 
 
 def _values(value: Any) -> list[Any] | None:

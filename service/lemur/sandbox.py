@@ -26,7 +26,7 @@ from typing import Any
 
 __all__ = ["SandboxLimits", "SandboxOutcome", "run_in_sandbox"]
 
-_ROOT = Path(__file__).resolve().parents[1]
+_ROOT = Path(__file__).resolve().parents[2]  # the directory holding service/ and workers/
 
 
 @dataclass(frozen=True)

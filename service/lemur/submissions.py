@@ -18,27 +18,20 @@ import json
 import threading
 from typing import Any
 
-from sqlalchemy import select
-
 from search_spaces import nn_id
-from search_spaces.datasets import get_dataset
+from search_spaces.datasets import DEFAULT_SPLIT, get_dataset
 
+from ..settings import Settings
+from ..store import Architecture, Job, JobStatus, Store, Trial, TrialEpoch, TrialState, utcnow
+from ..store.queries import find_architecture, metric_source_id, submitted_result, transform_source_id
+from .contract import accuracy_to_time, chance_accuracy, model_name, ns_to_seconds, prm_id, seconds_to_ns
 from .sandbox import SandboxLimits, SandboxOutcome, run_in_sandbox
 from .schemas import ModelEpoch, ModelFailure, ModelResult, ModelSubmission
-from .settings import Settings
-from .store import Architecture, Job, JobStatus, Store, Trial, TrialEpoch, TrialState, utcnow
-from .store.queries import metric_source_id, prm_id, transform_source_id
 
 __all__ = ["ModelChecker"]
 
 #: changes when the sandbox's training changes what a submission's result means
 _MODEL_PROTOCOL = 1
-_SPLIT = (0.6, 0.2, 0.2)
-
-
-def model_name(code: str, prefix: str | None) -> str:
-    digest = nn_id(code)
-    return f"{prefix}-{digest}" if prefix else digest
 
 
 def _cache_key(submission: ModelSubmission, samples: int) -> str:
@@ -51,21 +44,9 @@ def _cache_key(submission: ModelSubmission, samples: int) -> str:
         "metric": submission.metric,
         "prm": submission.prm,
         "seed": submission.seed,
-        "split": list(_SPLIT),
+        "split": list(DEFAULT_SPLIT),
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _chance(out_shape: list[int] | tuple[int, ...], metric: str) -> float:
-    """LEMUR's ``minimum_accuracy``: what guessing scores (1/classes for accuracy; 0 otherwise)."""
-    return 1.0 / out_shape[0] if metric == "acc" and out_shape and out_shape[0] > 0 else 0.0
-
-
-def accuracy_to_time(accuracy: float | None, chance: float, duration_ns: int | None) -> float | None:
-    """LEMUR's ``accuracy_to_time_metric``: accuracy gained over chance per 1e11 ns of training."""
-    if accuracy is None or not duration_ns:
-        return None
-    return max(0.0, accuracy - chance) / (duration_ns / 1e11)
 
 
 def _model_result(
@@ -78,7 +59,7 @@ def _model_result(
         nn_id=nn_id(code),
         status="failed" if failure is not None else "ok",
         accuracy=accuracy,
-        accuracy_to_time=accuracy_to_time(accuracy, _chance(out_shape, fields["metric"]), duration),
+        accuracy_to_time=accuracy_to_time(accuracy, chance_accuracy(out_shape, fields["metric"]), duration),
         duration=duration,
         failure=failure,
         epochs=epochs,
@@ -100,12 +81,7 @@ class ModelChecker:
         name = model_name(submission.nn_code, submission.prefix)
         key = _cache_key(submission, info.num_samples)
         with self.store.read() as session:
-            stored = session.scalars(
-                select(Trial)
-                .where(Trial.cache_key == key, Trial.origin == "submitted", Trial.state == TrialState.COMPLETE)
-                .order_by(Trial.trial_id)
-                .limit(1)
-            ).first()
+            stored = submitted_result(session, key)
             if stored is not None:
                 return self._from_trial(session, stored, cached=True)
         payload = {
@@ -119,7 +95,7 @@ class ModelChecker:
             "epochs": int(submission.prm["epoch"]),
             "seed": submission.seed,
             "split_seed": submission.seed,
-            "split_fractions": list(_SPLIT),
+            "split_fractions": list(DEFAULT_SPLIT),
             "data_dir": str(self.settings.data_dir) if self.settings.data_dir else None,
         }
         limits = SandboxLimits(
@@ -146,7 +122,7 @@ class ModelChecker:
                 accuracy=e.get("val_metric"),
                 loss=e.get("loss"),
                 val_loss=e.get("val_loss"),
-                duration=int(round(e["elapsed_seconds"] * 1e9)),
+                duration=seconds_to_ns(e["elapsed_seconds"]),
             )
             for e in outcome.epochs
         ]
@@ -204,7 +180,7 @@ class ModelChecker:
                 finished_at=now,
             )
             session.add(job)
-            arch = session.scalars(select(Architecture).where(Architecture.arch_hash == arch_hash)).first()
+            arch = find_architecture(session, arch_hash)
             if arch is None:
                 arch = Architecture(
                     search_space="code",
@@ -236,7 +212,7 @@ class ModelChecker:
                 val_metric=result.accuracy,
                 test_metric=result.test_accuracy,
                 loss=result.epochs[-1].loss if result.epochs else None,
-                train_seconds=result.duration / 1e9 if result.duration is not None else None,
+                train_seconds=ns_to_seconds(result.duration),
                 latency_ms=result.latency_ms,
                 cache_key=key,
                 origin="submitted",
@@ -280,7 +256,7 @@ class ModelChecker:
                 accuracy=e.val_metric,
                 loss=e.loss,
                 val_loss=e.val_loss,
-                duration=int(round((e.elapsed_seconds or 0.0) * 1e9)),
+                duration=seconds_to_ns(e.elapsed_seconds or 0.0),
             )
             for e in trial.epoch_rows
         ]

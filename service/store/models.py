@@ -109,6 +109,9 @@ class Job(Base):
     dataset: Mapped[str] = mapped_column(String(100))
     task: Mapped[str] = mapped_column(String(64))
     metric: Mapped[str] = mapped_column(String(32))
+    #: the sampler's study-wide state (Optuna's study system attributes, e.g. NSGA-II's parent
+    #: populations), so that a study rebuilt on resume is the one that stopped
+    sampler_attrs: Mapped[dict[str, Any] | None]
     spec: Mapped[dict[str, Any]]
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str | None] = mapped_column(Text)
@@ -208,6 +211,12 @@ class Trial(Base):
     #: this trial was interrupted (not by its own fault) and its configuration handed to a retry;
     #: it does not count towards ``max_trials``
     requeued: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: times the server running the job went away while this trial ran (stopped or crashed); the
+    #: trial then ran again from its start, in place, with the same number and configuration
+    interruptions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: the sampler's per-trial state (Optuna's system attributes, e.g. NSGA-II's generation), so
+    #: that a study rebuilt on resume is the one that stopped
+    sampler_attrs: Mapped[dict[str, Any] | None]
     #: where an imported run came from (``lemur:<config>:<uid>:<n>``): a second import skips it
     import_key: Mapped[str | None] = mapped_column(String(400), unique=True)
     metric_source_id: Mapped[int | None] = mapped_column(ForeignKey("cellar_sources.source_id"))

@@ -54,7 +54,7 @@ class TabularResult(Base):
     metric: Mapped[str] = mapped_column(String(32))
     #: the architecture's canonical encoding
     arch: Mapped[str] = mapped_column(Text)
-    #: the isomorphism class (``service.identity.dedup_hash``); equal for equivalent architectures
+    #: the isomorphism class (``service.jobs.identity.dedup_hash``); equal for equivalent architectures
     dedup_hash: Mapped[str] = mapped_column(String(64))
     #: the encoding that was trained for this class (``arch`` itself, or an isomorphic twin)
     original: Mapped[str] = mapped_column(Text)

@@ -1,4 +1,4 @@
-"""Results tables: build one by training every cell of a space, export it, import it, load it.
+"""Building a results table: train every cell of a space once, through the normal job path.
 
 A results table holds the per-epoch results of an exhaustively trained search space, so that a
 search can look its trials up instead of training them (``workers.tabular_executor``), as
@@ -14,68 +14,47 @@ their trained twin's curve and test metric (``original``) and their own paramete
 
 A build is resumable: stop it (Ctrl-C, SIGTERM, or a kill) and run it again; the manager runs the
 trials that were interrupted again and goes on.
-
-Exported tables are JSON lines compressed with xz: a header record, then one record per cell.
-Floats are rounded (6 significant digits for losses, 6 decimals for metrics, 0.1 ms for times) in
-the store as in the file, so a table survives export and import unchanged.
 """
 
 from __future__ import annotations
 
-import gzip
 import itertools
-import json
-import lzma
 import math
 import signal
-import statistics
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
-from search_spaces import SearchSpace, SearchSpaceError, get_search_space
+from search_spaces import SearchSpace, get_search_space
 from search_spaces.datasets import get_dataset
-from workers.tabular_executor import CellResult, EpochResult, ResultsTable
 
-from . import __version__
-from .errors import CellarError
-from .identity import dedup_hash
-from .store import Job, JobStatus, Store, TabularResult, TabularTable, Trial, TrialState, upgrade
-from .store.queries import create_job
+from .. import __version__
+from ..errors import TabularTableError
+from ..jobs.identity import dedup_hash
+from ..store import Job, JobStatus, Store, TabularTable, Trial, TrialState, tables, upgrade
+from ..store.queries import create_job
+from .load import merge_rows, round_decimals, round_significant
 
 __all__ = [
-    "FORMAT",
+    "JOB_PREFIX",
+    "MAX_FILL_ROUNDS",
     "BuildConfig",
     "BuildProgress",
-    "TabularTableError",
     "build_progress",
     "build_table",
     "default_build_url",
-    "export_table",
-    "import_table",
     "install_sigterm_as_interrupt",
-    "list_tables",
-    "load_table",
     "materialize",
 ]
 
-#: the ``format`` of an exported table's header record
-FORMAT = "cellar-results-table"
-FORMAT_VERSION = 1
 #: build jobs are named ``table:<name>`` (the grid) and ``table:<name>:fill<k>``
 JOB_PREFIX = "table:"
 #: fill jobs a build runs at most before it gives up on classes that keep failing
 MAX_FILL_ROUNDS = 3
-
-
-class TabularTableError(CellarError):
-    """A results table cannot be built, exported, imported or loaded; the message says why."""
 
 
 def default_build_url(name: str) -> str:
@@ -192,52 +171,12 @@ def _grid_order(space: SearchSpace, grid: dict[str, list[Any]], seed: int, count
 
 
 def _build_jobs(session: Session, name: str) -> list[Job]:
-    grid_name = f"{JOB_PREFIX}{name}"
-    jobs = session.scalars(
-        select(Job).where((Job.name == grid_name) | Job.name.like(f"{grid_name}:fill%")).order_by(Job.job_id)
-    ).all()
-    return list(jobs)
-
-
-def _trained_trials(session: Session, job_ids: list[int]) -> list[Trial]:
-    """Trials of the build that trained (complete, not a duplicate), oldest first."""
-    if not job_ids:
-        return []
-    return list(
-        session.scalars(
-            select(Trial)
-            .where(
-                Trial.job_id.in_(job_ids),
-                Trial.state == TrialState.COMPLETE,
-                Trial.duplicate_of_trial_id.is_(None),
-            )
-            .options(selectinload(Trial.architecture), selectinload(Trial.epoch_rows))
-            .order_by(Trial.job_id, Trial.number)
-        ).all()
-    )
-
-
-def _trained_encodings(session: Session, job_ids: list[int]) -> list[str]:
-    from .store import Architecture
-
-    if not job_ids:
-        return []
-    return list(
-        session.scalars(
-            select(Architecture.encoding)
-            .join(Trial, Trial.architecture_id == Architecture.architecture_id)
-            .where(
-                Trial.job_id.in_(job_ids),
-                Trial.state == TrialState.COMPLETE,
-                Trial.duplicate_of_trial_id.is_(None),
-            )
-        ).all()
-    )
+    return tables.build_jobs(session, f"{JOB_PREFIX}{name}")
 
 
 def _covered(target: _Target, session: Session, job_ids: list[int]) -> set[str]:
     """The classes of the target with a trained result."""
-    return {target.class_of(encoding) for encoding in _trained_encodings(session, job_ids)} & set(target.representative)
+    return {target.class_of(encoding) for encoding in tables.trained_encodings(session, job_ids)} & set(target.representative)
 
 
 def build_progress(store: Store, config: BuildConfig) -> BuildProgress:
@@ -245,14 +184,7 @@ def build_progress(store: Store, config: BuildConfig) -> BuildProgress:
     with store.read() as session:
         job_ids = [job.job_id for job in _build_jobs(session, config.name)]
         covered = _covered(target, session, job_ids)
-        counts: dict[tuple[str, bool], int] = {}
-        if job_ids:
-            rows = session.execute(
-                select(Trial.state, Trial.duplicate_of_trial_id.is_not(None), func.count())
-                .where(Trial.job_id.in_(job_ids))
-                .group_by(Trial.state, Trial.duplicate_of_trial_id.is_not(None))
-            ).all()
-            counts = {(state, bool(dup)): n for state, dup, n in rows}
+        counts = tables.build_counts(session, job_ids)
     return BuildProgress(
         classes=len(target.representative),
         covered=len(covered),
@@ -290,7 +222,7 @@ def _check_job(job: Job, config: BuildConfig) -> None:
 
 
 def _submit(store: Store, body: dict[str, Any]) -> int:
-    from .schemas import JobCreate
+    from ..jobs.spec import JobCreate
 
     spec = JobCreate.model_validate(body)
     info = get_dataset(spec.dataset).info
@@ -320,8 +252,8 @@ def build_table(
     ``executor`` defaults to a local Ray with ``parallelism`` CPUs. Returns the final progress; if
     ``stop`` is set, returns early leaving the jobs resumable (nothing is written as a table).
     """
-    from .manager import JobManager
-    from .settings import Settings, get_settings
+    from ..jobs import JobManager
+    from ..settings import Settings, get_settings
 
     upgrade(store)
     target = _target(config)
@@ -373,23 +305,14 @@ def build_table(
     return progress
 
 
-# ---- the table in the store -------------------------------------------------------------------
-def _sig(value: float | None, digits: int = 6) -> float | None:
-    return None if value is None else float(f"{value:.{digits}g}")
-
-
-def _dec(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(float(value), digits)
-
-
 def _curve(trial: Trial) -> list[dict[str, Any]]:
     return [
         {
             "epoch": e.epoch,
-            "loss": _sig(e.loss),
-            "val_loss": _sig(e.val_loss),
-            "val_metric": _dec(e.val_metric, 6),
-            "elapsed_seconds": _dec(e.elapsed_seconds, 4),
+            "loss": round_significant(e.loss),
+            "val_loss": round_significant(e.val_loss),
+            "val_metric": round_decimals(e.val_metric, 6),
+            "elapsed_seconds": round_decimals(e.elapsed_seconds, 4),
         }
         for e in trial.epoch_rows
     ]
@@ -414,7 +337,7 @@ def materialize(store: Store, config: BuildConfig) -> int:
     info = get_dataset(config.dataset).info
     with store.read() as session:
         jobs = _build_jobs(session, config.name)
-        trained = _trained_trials(session, [job.job_id for job in jobs])
+        trained = tables.trained_trials(session, [job.job_id for job in jobs])
     if not trained:
         raise TabularTableError(f"table {config.name!r}: no cell was trained in {store.display_url}")
     original: dict[str, Trial] = {}
@@ -462,10 +385,10 @@ def materialize(store: Store, config: BuildConfig) -> int:
                 "original": trial.architecture.encoding,  # type: ignore[union-attr]
                 "params": params,
                 "flops": flops,
-                "latency_ms": _dec(trial.latency_ms, 4),
+                "latency_ms": round_decimals(trial.latency_ms, 4),
                 "curve": _curve(trial),
-                "test_metric": _dec(trial.test_metric, 6),
-                "train_seconds": _dec(trial.train_seconds, 4),
+                "test_metric": round_decimals(trial.test_metric, 6),
+                "train_seconds": round_decimals(trial.train_seconds, 4),
             }
         )
     if missing:
@@ -473,7 +396,7 @@ def materialize(store: Store, config: BuildConfig) -> int:
             f"table {config.name!r}: {len(missing)} cell(s) have no trained result (e.g. {missing[0]}); "
             "their trials failed: see `cellar trials` on the build store, then run the build again"
         )
-    return _merge(store, header, rows)
+    return merge_rows(store, header, rows)
 
 
 def _measure(space: SearchSpace, encoding: str, dataset: str) -> tuple[int, int | None]:
@@ -481,352 +404,6 @@ def _measure(space: SearchSpace, encoding: str, dataset: str) -> tuple[int, int 
 
     described = describe_architecture(space.kind, encoding, space.params_dict(), dataset=dataset)
     return int(described["params"]), described.get("flops")
-
-
-_HEADER_FIELDS = ("search_space", "space_params", "dataset", "metric", "epochs", "seed", "training")
-#: derived from ``arch`` by this Cellar's identity hash, whose form may change between versions:
-#: not a result, so a row that differs only there is the same row
-_DERIVED = frozenset({"dedup_hash"})
-
-
-def _header_value(table: TabularTable, name: str) -> Any:
-    value = getattr(table, name)
-    if name == "space_params":  # through this Cellar's parameter model, defaults filled in
-        try:
-            return get_search_space(table.search_space, value).params_dict()
-        except (SearchSpaceError, ValidationError):
-            return value
-    return value
-
-
-def _merge(store: Store, header: TabularTable, rows: list[dict[str, Any]]) -> int:
-    """Add a table's rows to the store: new rows are inserted, identical ones skipped; a row or a
-    header that differs from what is stored is an error and nothing is written."""
-    with store.write() as session:
-        stored = session.get(TabularTable, header.name)
-        if stored is None:
-            session.add(header)
-            session.flush()
-            existing: dict[str, TabularResult] = {}
-        else:
-            differ = [f for f in _HEADER_FIELDS if _header_value(stored, f) != _header_value(header, f)]
-            if differ:
-                raise TabularTableError(
-                    f"table {header.name!r} is already in {store.display_url} with a different "
-                    f"{', '.join(differ)} (stored {', '.join(f'{f}={getattr(stored, f)!r}' for f in differ)}); "
-                    "import it under another name (--name)"
-                )
-            existing = {
-                r.arch: r for r in session.scalars(select(TabularResult).where(TabularResult.table_name == header.name))
-            }
-        new = []
-        for row in rows:
-            old = existing.get(row["arch"])
-            if old is None:
-                new.append(
-                    {
-                        "table_name": header.name,
-                        "search_space": header.search_space,
-                        "space_params": header.space_params,
-                        "dataset": header.dataset,
-                        "metric": header.metric,
-                        **row,
-                    }
-                )
-                continue
-            differ = [k for k, v in row.items() if k not in _DERIVED and getattr(old, k) != v]
-            if differ:
-                raise TabularTableError(
-                    f"table {header.name!r}: {row['arch']} is stored with different {', '.join(differ)} "
-                    f"(stored {getattr(old, differ[0])!r}, new {row[differ[0]]!r}); nothing was written"
-                )
-        if new:
-            session.execute(TabularResult.__table__.insert(), new)
-        return len(new)
-
-
-def list_tables(store: Store) -> list[dict[str, Any]]:
-    """Every table in the store with its size, classes and best and median test metric."""
-    with store.read() as session:
-        tables = session.scalars(select(TabularTable).order_by(TabularTable.name)).all()
-        out = []
-        for table in tables:
-            results = session.execute(
-                select(TabularResult.original, TabularResult.test_metric).where(TabularResult.table_name == table.name)
-            ).all()
-            metrics = [m for _, m in results]
-            out.append(
-                {
-                    "name": table.name,
-                    "search_space": table.search_space,
-                    "space_params": table.space_params,
-                    "dataset": table.dataset,
-                    "metric": table.metric,
-                    "epochs": table.epochs,
-                    "cells": len(results),
-                    "unique": len({d for d, _ in results}),
-                    "best_test": max(metrics) if metrics else None,
-                    "median_test": statistics.median(metrics) if metrics else None,
-                    "origin": table.origin,
-                }
-            )
-        return out
-
-
-def load_table(store: Store, name: str) -> ResultsTable:
-    """Table ``name`` as the tabular executor reads it."""
-    with store.read() as session:
-        table = session.get(TabularTable, name)
-        if table is None:
-            known = session.scalars(select(TabularTable.name).order_by(TabularTable.name)).all()
-            raise TabularTableError(
-                f"no results table {name!r} in {store.display_url}"
-                + (f"; it has: {', '.join(known)}" if known else "; import one with `cellar table import FILE`")
-            )
-        rows = session.execute(
-            select(
-                TabularResult.arch,
-                TabularResult.params,
-                TabularResult.flops,
-                TabularResult.latency_ms,
-                TabularResult.curve,
-                TabularResult.test_metric,
-                TabularResult.train_seconds,
-                TabularResult.original,
-            ).where(TabularResult.table_name == name)
-        ).all()
-    results = {
-        arch: CellResult(
-            params=params,
-            flops=flops,
-            latency_ms=latency,
-            epochs=tuple(EpochResult(**e) for e in curve),
-            test_metric=test,
-            train_seconds=seconds,
-            original=original,
-        )
-        for arch, params, flops, latency, curve, test, seconds, original in rows
-    }
-    return ResultsTable(
-        name=table.name,
-        search_space=table.search_space,
-        space_params=dict(table.space_params),
-        dataset=table.dataset,
-        metric=table.metric,
-        epochs=table.epochs,
-        seed=table.seed,
-        prm=dict(table.training.get("prm", {})),
-        split=table.training.get("split"),
-        results=results,
-    )
-
-
-# ---- files ------------------------------------------------------------------------------------
-class _Header(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    format: str
-    format_version: int
-    name: str = Field(min_length=1, max_length=200)
-    search_space: str
-    space_params: dict[str, Any]
-    dataset: str
-    metric: str
-    epochs: int = Field(ge=1)
-    seed: int
-    training: dict[str, Any]
-    cellar_version: str
-    cells: int = Field(ge=0)
-
-
-class _Epoch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    epoch: int = Field(ge=1)
-    loss: float | None
-    val_loss: float | None
-    val_metric: float | None
-    elapsed_seconds: float = Field(ge=0)
-
-
-class _Row(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    arch: str
-    dedup_hash: str = Field(min_length=1, max_length=64)
-    original: str
-    params: int = Field(ge=0)
-    flops: int | None = Field(ge=0)
-    latency_ms: float | None
-    curve: list[_Epoch] = Field(min_length=1)
-    test_metric: float
-    train_seconds: float = Field(ge=0)
-
-
-def _create(path: Path, compression: str) -> Any:
-    if compression == ".xz":
-        return lzma.open(path, "wt", encoding="utf-8", preset=9 | lzma.PRESET_EXTREME)
-    if compression == ".gz":
-        return gzip.open(path, "wt", encoding="utf-8", compresslevel=9)
-    return path.open("w", encoding="utf-8")
-
-
-def _open(path: Path) -> Any:
-    """xz, gzip or plain text, by the file's first bytes."""
-    with path.open("rb") as raw:
-        magic = raw.read(6)
-    if magic.startswith(b"\xfd7zXZ\x00"):
-        return lzma.open(path, "rt", encoding="utf-8")
-    if magic.startswith(b"\x1f\x8b"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open("r", encoding="utf-8")
-
-
-def export_table(store: Store, name: str, out: Path) -> int:
-    """Write table ``name`` to ``out`` (``.jsonl.xz``, ``.jsonl.gz`` or ``.jsonl``); returns the cells written."""
-    with store.read() as session:
-        table = session.get(TabularTable, name)
-        if table is None:
-            raise TabularTableError(f"no results table {name!r} in {store.display_url}; build or import it first")
-        # sorted here, not by the database, whose collation may differ: the same table, the same file
-        rows = sorted(
-            session.scalars(select(TabularResult).where(TabularResult.table_name == name)).all(), key=lambda r: r.arch
-        )
-    header = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "name": table.name,
-        "search_space": table.search_space,
-        "space_params": table.space_params,
-        "dataset": table.dataset,
-        "metric": table.metric,
-        "epochs": table.epochs,
-        "seed": table.seed,
-        "training": table.training,
-        "cellar_version": table.cellar_version,
-        "exported_by": __version__,
-        "cells": len(rows),
-        "unique": len({r.original for r in rows}),
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".part")  # compressed by out's suffix; renamed once complete
-    with _create(tmp, out.suffix) as handle:
-        handle.write(json.dumps(header, sort_keys=True) + "\n")
-        for r in rows:
-            record = {
-                "arch": r.arch,
-                "dedup_hash": r.dedup_hash,
-                "original": r.original,
-                "params": r.params,
-                "flops": r.flops,
-                "latency_ms": r.latency_ms,
-                "curve": r.curve,
-                "test_metric": r.test_metric,
-                "train_seconds": r.train_seconds,
-            }
-            handle.write(json.dumps(record, separators=(",", ":")) + "\n")
-    tmp.replace(out)
-    return len(rows)
-
-
-def _problem(error: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in error.errors(include_url=False)
-    )
-
-
-def _read(path: Path) -> tuple[_Header, list[dict[str, Any]]]:
-    try:
-        handle = _open(path)
-    except OSError as error:
-        raise TabularTableError(f"{path}: cannot read it: {error}") from None
-    header: _Header | None = None
-    rows: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    space: SearchSpace | None = None
-    try:
-        with handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                where = f"{path}: line {number}"
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise TabularTableError(f"{where}: not JSON ({error})") from None
-                if not isinstance(record, dict):
-                    raise TabularTableError(f"{where}: a record must be a JSON object, got {type(record).__name__}")
-                if header is None:
-                    if record.get("format") != FORMAT:
-                        raise TabularTableError(
-                            f'{where}: the first record must be the header with "format": "{FORMAT}" '
-                            "(is this a file written by `cellar table export`?)"
-                        )
-                    try:
-                        header = _Header.model_validate(record)
-                    except ValidationError as error:
-                        raise TabularTableError(f"{where}: header: {_problem(error)}") from None
-                    if header.format_version > FORMAT_VERSION:
-                        raise TabularTableError(
-                            f"{where}: format_version {header.format_version} is newer than this Cellar "
-                            f"reads ({FORMAT_VERSION}); upgrade Cellar"
-                        )
-                    try:
-                        space = get_search_space(header.search_space, header.space_params)
-                    except (SearchSpaceError, ValidationError) as error:
-                        raise TabularTableError(f"{where}: header: {error}") from None
-                    continue
-                try:
-                    row = _Row.model_validate(record)
-                except ValidationError as error:
-                    raise TabularTableError(f"{where}: {_problem(error)}") from None
-                assert space is not None
-                try:
-                    canonical = space.canonical(row.arch)
-                    space.canonical(row.original)
-                except SearchSpaceError as error:
-                    raise TabularTableError(f"{where}: arch: {error}") from None
-                if canonical != row.arch:
-                    raise TabularTableError(f"{where}: arch {row.arch!r} is not canonical ({canonical!r})")
-                if row.arch in seen:
-                    raise TabularTableError(f"{where}: arch {row.arch} appears twice")
-                if len(row.curve) != header.epochs or [e.epoch for e in row.curve] != list(range(1, header.epochs + 1)):
-                    raise TabularTableError(
-                        f"{where}: curve: expected epochs 1..{header.epochs}, got {[e.epoch for e in row.curve]}"
-                    )
-                seen.add(row.arch)
-                rows.append(row.model_dump())
-    except (EOFError, lzma.LZMAError, gzip.BadGzipFile, UnicodeDecodeError, OSError) as error:
-        raise TabularTableError(f"{path}: the file is damaged or truncated: {error}") from None
-    if header is None:
-        raise TabularTableError(f"{path}: the file is empty (no header record)")
-    if header.cells != len(rows):
-        raise TabularTableError(
-            f"{path}: the header announces {header.cells} cells but the file holds {len(rows)} (truncated?)"
-        )
-    return header, rows
-
-
-def import_table(store: Store, path: Path, *, name: str | None = None) -> tuple[str, int, int]:
-    """Load an exported table into the store (idempotent); returns (name, cells in file, rows added).
-
-    Rows already stored stay as they are: identical ones are skipped, a differing one is an error
-    and nothing is written."""
-    header, rows = _read(path)
-    table = TabularTable(
-        name=name or header.name,
-        search_space=header.search_space,
-        space_params=header.space_params,
-        dataset=header.dataset,
-        metric=header.metric,
-        epochs=header.epochs,
-        seed=header.seed,
-        training=header.training,
-        cellar_version=header.cellar_version,
-        origin=f"import: {path.name}",
-    )
-    added = _merge(store, table, rows)
-    return table.name, len(rows), added
 
 
 def install_sigterm_as_interrupt() -> None:

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from search_spaces.nb201 import Cell
 from service.store import Architecture, Job, Store, Trial, TrialEpoch
 from tests.search_spaces.lemur_models import MLP_CODE
-from tests.service.jobs import job_body
+from tests.service.bodies import job_body
 from tests.service.server import KEY, Server
 from workers.nn_module import load_nn_module
 
@@ -73,9 +73,17 @@ def test_an_eight_trial_search_runs_to_the_end(server: Server) -> None:
 
     trials = get(server, f"/v1/jobs/{job['id']}/trials")
     assert trials["count"] == 8
+    by_id = {t["id"]: t for t in trials["data"]}
+    trained = [t for t in trials["data"] if t["duplicate_of"] is None]
     for trial in trials["data"]:
         assert trial["state"] == "complete" and trial["error"] is None
         assert Cell.from_string(trial["arch"]).to_string() == trial["arch"]  # NB-201's exact format
+        if trial["duplicate_of"] is not None:
+            # a cell computing the same function as one the job trained: its result, without training
+            original = by_id[trial["duplicate_of"]]
+            assert original["number"] < trial["number"] and trial["values"] == original["values"]
+            assert trial["epochs"] == [] and not trial["cache_hit"]
+            continue
         assert [e["epoch"] for e in trial["epochs"]] == [1, 2]
         assert all(0 <= e["val_accuracy"] <= 1 and e["loss"] > 0 for e in trial["epochs"])
         assert trial["val_accuracy"] == trial["epochs"][-1]["val_accuracy"] == trial["values"][0]
@@ -94,7 +102,7 @@ def test_an_eight_trial_search_runs_to_the_end(server: Server) -> None:
     # LEMUR-style rows
     rows = get(server, "/v1/data", task="img-classification", dataset="digits", only_best_accuracy="true")["data"]
     ours = [r for r in rows if r["job_id"] == job["id"]]
-    assert len(ours) == 2 * len({t["nn"] for t in trials["data"]})
+    assert len(ours) == 2 * len({t["nn"] for t in trained})
     for row in ours:
         assert list(row)[: len(LEMUR_COLUMNS)] == LEMUR_COLUMNS
         assert row["metric"] == "acc" and "def create_metric" in row["metric_code"]
@@ -113,13 +121,16 @@ def test_an_eight_trial_search_runs_to_the_end(server: Server) -> None:
     with store.read() as session:
         stored = session.get(Job, job["id"])
         assert stored is not None and stored.status == "succeeded" and stored.finished_at is not None
-        arch_ids = session.scalars(select(Trial.architecture_id).where(Trial.job_id == job["id"])).all()
+        arch_ids = session.scalars(
+            select(Trial.architecture_id).where(Trial.job_id == job["id"], Trial.duplicate_of_trial_id.is_(None))
+        ).all()
         archs = session.scalars(select(Architecture).where(Architecture.architecture_id.in_(arch_ids))).all()
+        assert len(archs) == len(trained)  # each trained network measured (a duplicate is never built)
         assert all(a.search_space == "nb201" and a.num_params and len(a.dedup_hash) == 64 for a in archs)
         epochs = session.scalar(
             select(func.count()).select_from(TrialEpoch).join(Trial).where(Trial.job_id == job["id"])
         )
-        assert epochs == 16
+        assert epochs == 2 * len(trained)
     store.dispose()
 
 
@@ -210,6 +221,10 @@ def test_events_stream_ends_with_the_finished_job(server: Server) -> None:
     assert text.startswith("event: job") and events[-1]["status"] == "succeeded"
 
 
+def _best_number(server: Server, job_id: int) -> int:
+    return server.client().job(job_id)["best_trial"]["number"]
+
+
 def test_the_cli_submits_follows_and_lists(server: Server, tmp_path: Path) -> None:
     job_file = tmp_path / "job.json"
     job_file.write_text(json.dumps(job_body(name="from-cli", budget={"max_trials": 3, "epochs": 1, "parallelism": 2})))
@@ -230,6 +245,16 @@ def test_the_cli_submits_follows_and_lists(server: Server, tmp_path: Path) -> No
     assert all(t["arch"] in listed.stdout for t in as_json)  # whole arch strings in the table
     jobs = run("jobs")
     assert "from-cli" in jobs.stdout and "succeeded" in jobs.stdout
+    # a trial is addressed by its job and its number; its global id is labelled as an id
+    best = next(t for t in as_json if t["number"] == 1)
+    assert f"(trial #{_best_number(server, job_id)})" in jobs.stdout
+    shown = run("trial", str(job_id), "1")
+    assert shown.returncode == 0, shown.stderr
+    assert f"job {job_id} trial #1 (id {best['id']}): complete" in shown.stdout
+    assert best["arch"] in shown.stdout and "class Net" in shown.stdout  # the metrics, then the nn_code
+    assert f"{best['val_metric']:.4f}" in shown.stdout
+    missing = run("trial", str(job_id), "7")
+    assert missing.returncode == 1 and f"job {job_id} has no trial number 7; its trials are numbered 0 to 2" in missing.stderr
     refused = run("cancel", str(job_id))
     assert refused.returncode == 1 and "already succeeded" in refused.stderr
     unauthorised = subprocess.run(
@@ -350,7 +375,7 @@ def test_every_kind_of_space_searches_through_the_api(
 
 
 def test_a_multi_objective_job_returns_its_pareto_set_with_hypervolume(server: Server) -> None:
-    from service.strategies import hypervolume, non_dominated
+    from service.jobs.strategies import hypervolume, non_dominated
 
     objectives = [{"metric": "val_accuracy", "direction": "maximize"}, {"metric": "params", "direction": "minimize"}]
     body = job_body(
@@ -401,7 +426,9 @@ def test_lemurs_data_function_reads_the_server_into_a_dataframe(
     for column in ("nn_code", "metric_code", "transform_code"):
         assert frame[column].tolist() == [r[column] for r in rows] and rows[0][column]
     # pages of 4 rows are stitched back in order; max_rows cuts across pages
-    monkeypatch.setattr(lemur, "_PAGE", 4)
+    from service.lemur import client as lemur_client
+
+    monkeypatch.setattr(lemur_client, "_PAGE", 4)
     assert lemur.data(task="img-classification", dataset="digits")["id"].tolist() == [r["id"] for r in rows]
     assert lemur.data(dataset="digits", max_rows=5)["id"].tolist() == [r["id"] for r in rows[:5]]
     best = lemur.data(only_best_accuracy=True, dataset="digits", epoch=2, unique_nn=True)
@@ -411,7 +438,7 @@ def test_lemurs_data_function_reads_the_server_into_a_dataframe(
 
 
 def test_prompt_examples_are_the_best_distinct_models_with_compact_code(server: Server) -> None:
-    from service.prompts import compact_code
+    from service.lemur.prompts import compact_code
 
     body = job_body(
         name="prompt-examples",

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.service.jobs import PRM
+from tests.service.bodies import PRM
 from workers.executor import ExecutorEvent, TrialResources
 from workers.protocol import TrialPayload
 from workers.tabular_executor import SIMULATION_START, CellResult, EpochResult, ResultsTable, TabularExecutor

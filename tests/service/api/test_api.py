@@ -14,7 +14,7 @@ from service.settings import Settings
 from search_spaces import search_space_kinds
 from search_spaces.datasets import dataset_names
 from service.store import Store, upgrade
-from tests.service.jobs import job_body as body
+from tests.service.bodies import job_body as body
 
 KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}

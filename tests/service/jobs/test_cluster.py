@@ -33,7 +33,7 @@ import pytest
 import ray
 import torch
 
-from tests.service.jobs import job_body
+from tests.service.bodies import job_body
 from tests.service.server import KEY, Server, free_port
 from tests.workers.test_runner import RESNET, payload
 from workers.executor import ExecutorEvent, TrialResources

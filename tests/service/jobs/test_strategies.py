@@ -1,4 +1,4 @@
-"""Samplers and pruners by name (service.strategies): parameters, factories, regularized evolution
+"""Samplers and pruners by name (service.jobs.strategies): parameters, factories, regularized evolution
 held to what Optuna's sampler test suite expects of every sampler, dominance pruning, Pareto helpers."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from service.strategies import (
+from service.jobs.strategies import (
     CURVE_ATTR,
     MULTI_OBJECTIVE_SAMPLERS,
     PRUNERS,
@@ -40,7 +40,7 @@ from service.strategies import (
     validate_sampler_params,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 PLAN = RegularizedEvolutionSampler.PLAN_ATTR
 MIN2 = ["minimize", "minimize"]
 
@@ -301,7 +301,7 @@ def test_strategies_import_without_torch() -> None:
     # GPSampler loads it at its first fit, after its random start-up trials
     code = """
 import sys, optuna
-from service.strategies import SAMPLERS, make_sampler
+from service.jobs.strategies import SAMPLERS, make_sampler
 for name in SAMPLERS:
     make_sampler(name, {}, seed=0, n_objectives=1, grid={"x": [0.5]})
 study = optuna.create_study(sampler=make_sampler("gp", {"n_startup_trials": 2}, seed=0, n_objectives=1, grid=None))
@@ -607,7 +607,7 @@ def test_same_history_same_proposal_whatever_was_asked_before() -> None:
 
 def test_proposals_do_not_depend_on_the_process() -> None:
     code = (
-        "import json, optuna; from tests.service.test_strategies import evolution, params_of; "
+        "import json, optuna; from tests.service.jobs.test_strategies import evolution, params_of; "
         "print(json.dumps(params_of(evolution(seed=1, population_size=5))))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}

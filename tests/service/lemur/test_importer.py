@@ -22,7 +22,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from service import lemur_import
+from service.lemur import importer as lemur_import
+from service.store import imports as store_imports
 from service.api import create_app
 from service.cli import app as cli
 from service.settings import Settings
@@ -31,7 +32,7 @@ from service.store import Job, Store, Trial, TrialEpoch, upgrade
 #: LEMUR's archive: CELLAR_LEMUR_ARCHIVE, else ../shared/data beside the repository
 ARCHIVE = Path(
     os.environ.get("CELLAR_LEMUR_ARCHIVE")
-    or Path(__file__).resolve().parents[3] / "shared" / "data" / "lemur-stat-2025-09.tar.xz"
+    or Path(__file__).resolve().parents[4] / "shared" / "data" / "lemur-stat-2025-09.tar.xz"
 )
 needs_archive = pytest.mark.skipif(
     not ARCHIVE.exists(), reason=f"LEMUR's statistics archive is not at {ARCHIVE}: set CELLAR_LEMUR_ARCHIVE to lemur-stat-2025-09.tar.xz"
@@ -275,7 +276,7 @@ def test_an_import_that_fails_half_way_writes_nothing(
         {f"img-classification_{ds}_acc_Net{i}/1.json": [{**GOOD, "uid": f"u{i}"}] for i in range(3) for ds in ("a", "b")},
     )
     calls = {"n": 0}
-    real = lemur_import.signed_score
+    real = store_imports.signed_score
 
     def failing(metric: str, value: float | None) -> float | None:
         calls["n"] += 1
@@ -283,13 +284,13 @@ def test_an_import_that_fails_half_way_writes_nothing(
             raise ConnectionError("the database went away")
         return real(metric, value)
 
-    monkeypatch.setattr(lemur_import, "signed_score", failing)
+    monkeypatch.setattr(store_imports, "signed_score", failing)
     with pytest.raises(ConnectionError):
         lemur_import.import_lemur(store, stat)
     with store.read() as session:
         assert session.scalar(select(func.count()).select_from(Trial)) == 0
         assert session.scalar(select(func.count()).select_from(Job)) == 0
-    monkeypatch.setattr(lemur_import, "signed_score", real)
+    monkeypatch.setattr(store_imports, "signed_score", real)
     assert lemur_import.import_lemur(store, stat).epochs_added == 6
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 
 from search_spaces import get_search_space
-from service.prompts import compact_code
+from service.lemur.prompts import compact_code
 from tests.search_spaces.lemur_models import MLP_CODE
 
 

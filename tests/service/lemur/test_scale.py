@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from service.lemur_import import import_lemur
+from service.lemur.importer import import_lemur
 from service.store import Store
-from service.store.queries import DataQuery, data_rows
-from tests.service.test_lemur_import import ARCHIVE, needs_archive
+from service.store.data import DataQuery, data_rows
+from tests.service.lemur.test_importer import ARCHIVE, needs_archive
 
 
 @needs_archive

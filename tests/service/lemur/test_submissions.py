@@ -137,9 +137,9 @@ def test_the_server_survives_what_the_code_does(server: Server, case: str, tmp_p
     health = httpx.get(f"{server.url}/healthz").json()
     assert health["status"] == "ok" and server.process is not None and server.process.poll() is None
     assert httpx.get(f"{server.url}/v1/data").json()["count"] == before  # nothing stored is lost
-    # no process of the sandbox is left behind
-    children = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) == server.process.pid]
-    assert all("workers.sandbox" not in _cmdline(p) for p in children)
+    # no process of any sandbox is left behind, the sandbox's own or one it started (reparented
+    # away from the server): each carries its sandbox's private HOME
+    assert _sandbox_processes() == []
 
 
 def test_the_model_has_a_private_directory_to_write_in(server: Server) -> None:
@@ -153,18 +153,51 @@ def test_the_model_has_a_private_directory_to_write_in(server: Server) -> None:
     assert result["status"] == "ok", result["failure"]
 
 
-def _parent(proc: Path) -> int | None:
-    try:
-        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
+def _sandbox_processes() -> list[str]:
+    """Processes on this machine that belong to a model sandbox (HOME=<tmp>/cellar-model-*)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # gone, or not ours to read
+            continue
+        if any(v.startswith(b"HOME=") and b"/cellar-model-" in v for v in environ):
+            found.append(f"{proc.name}: {cmdline}")
+    return found
 
 
-def _cmdline(proc: Path) -> str:
-    try:
-        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
+def test_a_sandbox_s_whole_session_is_killed_when_it_ends() -> None:
+    """What the server relies on when code escapes its audit hook: every process of the sandbox's
+    session dies with it, also one the sandbox left running after it exited."""
+    import os
+    import subprocess
+    import sys
+
+    from service.lemur.sandbox import _kill_group
+
+    script = "import subprocess, sys; p = subprocess.Popen(['sleep', '300']); print(p.pid, flush=True)"
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, start_new_session=True, text=True
+    )
+    assert process.stdout is not None
+    orphan = int(process.stdout.readline())
+    process.wait()  # the sandbox itself is gone; its child lives on in its session
+    assert os.getsid(orphan) == process.pid
+    _kill_group(process)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{orphan}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            break
+        if state == "Z":  # killed, waiting for init to reap it
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"process {orphan} of the sandbox's session outlived it")
 
 
 @pytest.mark.parametrize(

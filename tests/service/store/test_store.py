@@ -29,6 +29,7 @@ from service.store import (
     upgrade,
 )
 from service.store import queries
+from service.store.data import DataQuery, data_rows
 
 CELLAR_TABLES = {"cellar_jobs", "cellar_architectures", "cellar_trials", "cellar_trial_epochs", "cellar_sources"}
 
@@ -44,7 +45,7 @@ def test_migrations_upgrade_downgrade_upgrade(empty_store: Store) -> None:
     upgrade(empty_store)
     assert CELLAR_TABLES | {VERSION_TABLE} <= tables(empty_store)
     assert "alembic_version" not in tables(empty_store)
-    assert current_revision(empty_store) == head_revision() == "0005"
+    assert current_revision(empty_store) == head_revision() == "0006"
     check_schema(empty_store)
     downgrade(empty_store, "base")
     assert not (CELLAR_TABLES & tables(empty_store))
@@ -216,7 +217,7 @@ def test_cancel_moves_queued_jobs_at_once_and_flags_running_ones(store: Store) -
 
 def _rows(store: Store, **filters) -> list[dict]:  # noqa: ANN003
     with store.read() as session:
-        return queries.data_rows(session, queries.DataQuery(**filters))
+        return data_rows(session, DataQuery(**filters))
 
 
 def test_data_rows_have_lemurs_columns_and_order(store: Store) -> None:

@@ -120,6 +120,15 @@ class SearchSpace(ABC):
         """Training hyperparameters the architecture brings (merged into LEMUR's ``prm``)."""
         return {}
 
+    def drawing(self, encoding: str) -> dict[str, Any] | None:
+        """What the dashboard draws for ``encoding``, as JSON; None where the space has no picture.
+
+        Two shapes: ``{"kind": "cell", "nodes": N, "edges": [{"from": j, "to": i, "op": ...}]}``,
+        a DAG with an op on each edge, and ``{"kind": "stack", "layers": [{"label", "detail",
+        "width"}], "notes": [...]}``, layers from input to output (``width`` null for the output
+        layer, as wide as the task's output)."""
+        return None
+
     @abstractmethod
     def nn_code(self, encoding: str) -> str:
         """Standalone PyTorch source under LEMUR's contract, ``Net(in_shape, out_shape, prm, device)``."""

@@ -141,6 +141,16 @@ class GnnSearchSpace(SearchSpace):
     def dedup_key(self, encoding: str) -> str:
         return self._moot_readout(self._parse(encoding)).dedup_hash()
 
+    def drawing(self, encoding: str) -> dict[str, Any]:
+        arch = self._parse(encoding)
+        layers = [
+            {"label": layer.conv, "detail": layer.to_string().partition("(")[2].rstrip(")"), "width": layer.width}
+            for layer in arch.layers
+        ]
+        notes = [f"skip={arch.skip}"] + ([f"readout={arch.readout}"] if self._readout_matters else [])
+        return {"kind": "stack", "layers": [*layers, {"label": "linear", "detail": "classifier", "width": None}],
+                "notes": notes}
+
     def nn_code(self, encoding: str) -> str:
         arch = self._parse(encoding)
         layers = ",\n".join(

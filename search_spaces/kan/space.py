@@ -259,6 +259,18 @@ class KanSearchSpace(SearchSpace):
     def dedup_key(self, encoding: str) -> str:
         return self._arch(encoding).dedup_key()
 
+    def drawing(self, encoding: str) -> dict[str, Any]:
+        arch = self._arch(encoding)
+        layers = [
+            {
+                "label": ("conv " if layer.conv else "") + layer.basis.name,
+                "detail": layer.basis.to_string(),
+                "width": layer.width,
+            }
+            for layer in arch.layers
+        ]
+        return {"kind": "stack", "layers": layers, "notes": [f"family={arch.family}"]}
+
     def nn_code(self, encoding: str) -> str:
         arch = self._arch(encoding)
         block = (

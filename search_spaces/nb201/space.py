@@ -98,6 +98,16 @@ class CellSearchSpace(SearchSpace):
     def dedup_key(self, encoding: str) -> str:
         return Cell.from_string(encoding).dedup_hash()
 
+    def drawing(self, encoding: str) -> dict[str, Any]:
+        cell = Cell.from_string(encoding)
+        edges = [{"from": j, "to": i, "op": op} for (i, j), op in zip(EDGES, cell.ops)]
+        return {
+            "kind": "cell",
+            "nodes": 4,
+            "edges": edges,
+            "notes": [f"channels={self.params.channels}", f"cells_per_stage={self.params.cells_per_stage}"],
+        }
+
     def nn_code(self, encoding: str) -> str:
         cell = Cell.from_string(encoding)
         genotype = ",\n".join(f"    {node!r}" for node in cell.nodes())

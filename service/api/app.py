@@ -18,6 +18,7 @@ from ..lemur.submissions import ModelChecker
 from ..settings import Settings, get_settings
 from ..store import Store, check_schema
 from . import data, events, jobs, meta, models, trials
+from ..dashboard import install_dashboard
 from .docs import install_docs
 from .errors import install_error_handlers, responses
 from .params import reject_unknown_query_parameters
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None, *, executor: object | None = No
         app.include_router(module.router)
     install_error_handlers(app)
     install_docs(app, title="Cellar")
+    install_dashboard(app)
     if settings.reads_require_key:
         _document_keyed_reads(app)
     return app

@@ -14,8 +14,8 @@ from ..jobs.spec import JobCreate
 from ..store import Store, queries
 from .deps import ManagerDep, ReadAccess, SettingsDep, StoreDep, WriteAccess, check_dataset_files
 from .errors import responses
-from .schemas import JobPublic, JobsPublic, ParetoPublic
-from .views import job_public, pareto_public
+from .schemas import ImportancePublic, JobPublic, JobsPublic, ParetoPublic
+from .views import counted_results, job_public, pareto_public
 
 __all__ = ["job_view", "router"]
 
@@ -99,6 +99,31 @@ def get_pareto(
                 field=("query", "reference"),
             )
         return pareto_public(job, queries.complete_trials(session, [job_id])[job_id], reference)
+
+
+@router.get("/jobs/{job_id}/importance", dependencies=[ReadAccess], responses=responses(404, 422))
+def get_importance(
+    job_id: int,
+    store: StoreDep,
+    evaluator: Annotated[
+        Literal["fanova", "mean_decrease_impurity"], Query(description="Optuna's importance evaluator")
+    ] = "fanova",
+) -> ImportancePublic:
+    """How much each search parameter matters to each objective, by Optuna's importance evaluators
+    on the job's complete trials (``optuna.importance.get_param_importances``)."""
+    from ..jobs.importance import param_importances
+
+    with store.read() as session:
+        job = queries.get_job(session, job_id)
+        objectives = job.spec.get("objectives", [])
+        trials = counted_results(queries.complete_trials(session, [job_id])[job_id])
+        answers = param_importances(objectives, trials, evaluator=evaluator)
+    return ImportancePublic(
+        job_id=job_id,
+        evaluator=evaluator,
+        trials=len(trials),
+        objectives=[{**o, "importances": a} for o, a in zip(objectives, answers)],
+    )
 
 
 @router.post(

@@ -13,6 +13,7 @@ __all__ = [
     "DatasetPublic",
     "EpochPublic",
     "HealthPublic",
+    "ImportancePublic",
     "JobPublic",
     "JobsPublic",
     "ParetoPublic",
@@ -89,6 +90,11 @@ class TrialPublic(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     nn_code: str | None = None
+    drawing: dict[str, Any] | None = Field(
+        None,
+        description="with nn_code: the architecture as the dashboard draws it, a cell (nodes, edges with their "
+        "ops) or a stack (layers with their widths); null for spaces without a picture (submitted code)",
+    )
 
 
 class TrialsPublic(BaseModel):
@@ -126,6 +132,22 @@ class ParetoPublic(BaseModel):
     hypervolume: float | None = Field(description="the objective-space volume the set dominates up to the reference")
     count: int
     data: list[TrialPublic] = Field(description="the non-dominated complete trials, by trial number")
+
+
+class ObjectiveImportance(BaseModel):
+    metric: str
+    direction: str
+    importances: dict[str, float] = Field(
+        description="parameter -> importance, summing to 1, most important first; parameters that did not vary "
+        "or that some trials lack (conditional choices) are left out"
+    )
+
+
+class ImportancePublic(BaseModel):
+    job_id: int
+    evaluator: str
+    trials: int = Field(description="the complete trials it was computed on (in-job duplicates left out)")
+    objectives: list[ObjectiveImportance]
 
 
 class JobsPublic(BaseModel):

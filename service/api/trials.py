@@ -10,11 +10,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 
-from ..store import queries
+from sqlalchemy.orm import Session
+
+from ..store import Trial, queries
 from .deps import ReadAccess, StoreDep
 from .errors import responses
 from .schemas import TrialPublic, TrialsPublic
-from .views import trial_public
+from .views import drawing, trial_public
 
 __all__ = ["router"]
 
@@ -42,10 +44,10 @@ def get_job_trial(
     number: Annotated[int, Path(ge=0, description="the trial's number in its job: 0, 1, ...")],
     store: StoreDep,
 ) -> TrialPublic:
-    """Trial ``number`` of the job, with its ``nn_code``."""
+    """Trial ``number`` of the job, with its ``nn_code`` and its ``drawing``."""
     with store.read() as session:
         trial = queries.get_trial_by_number(session, job_id, number)
-        return trial_public(trial, queries.get_job(session, job_id).metric, with_code=True)
+        return _with_code(session, trial)
 
 
 @router.get("/trials/{trial_id}", dependencies=[ReadAccess], responses=responses(404, 422))
@@ -53,7 +55,13 @@ def get_trial(
     trial_id: Annotated[int, Path(description="the trial's global id (its `id`), not its number in the job")],
     store: StoreDep,
 ) -> TrialPublic:
-    """One trial by its global id, with its ``nn_code``."""
+    """One trial by its global id, with its ``nn_code`` and its ``drawing``."""
     with store.read() as session:
-        trial = queries.get_trial(session, trial_id)
-        return trial_public(trial, queries.get_job(session, trial.job_id).metric, with_code=True)
+        return _with_code(session, queries.get_trial(session, trial_id))
+
+
+def _with_code(session: Session, trial: Trial) -> TrialPublic:
+    job = queries.get_job(session, trial.job_id)
+    public = trial_public(trial, job.metric, with_code=True)
+    public.drawing = drawing(job, trial)
+    return public

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
+
+from search_spaces import SearchSpaceError, get_search_space
 
 from ..jobs.strategies import pareto
 from ..store import Job, Trial, TrialState
 from .schemas import EpochPublic, JobPublic, ParetoPublic, TrialCounts, TrialPublic
 
-__all__ = ["best_trials", "counted_results", "job_public", "non_dominated", "pareto_public", "trial_public"]
+__all__ = [
+    "best_trials",
+    "counted_results",
+    "drawing",
+    "job_public",
+    "non_dominated",
+    "pareto_public",
+    "trial_public",
+]
 
 
 def _named(metric: str, value: float | None) -> dict[str, float | None]:
@@ -68,6 +79,19 @@ def trial_public(trial: Trial, metric: str, *, with_code: bool = False) -> Trial
         finished_at=trial.finished_at,
         nn_code=architecture.nn_code if (with_code and architecture) else None,
     )
+
+
+def drawing(job: Job, trial: Trial) -> dict[str, Any] | None:
+    """The trial's architecture as the dashboard draws it (``SearchSpace.drawing``), in its job's space."""
+    if trial.architecture is None or trial.architecture.encoding is None:
+        return None
+    space = job.spec.get("search_space", {})
+    try:
+        return get_search_space(space.get("kind", job.search_space), space.get("params"), task=job.task).drawing(
+            trial.architecture.encoding
+        )
+    except (SearchSpaceError, ValueError):  # a space not in this release, or an encoding it cannot read
+        return None
 
 
 def non_dominated(trials: Sequence[Trial], directions: Sequence[str]) -> list[Trial]:

@@ -30,6 +30,7 @@ __all__ = [
     "metric_source_id",
     "request_cancel",
     "submitted_result",
+    "trial_progress",
     "transform_source_id",
     "trial_counts",
 ]
@@ -132,6 +133,21 @@ def complete_trials(session: Session, job_ids: Sequence[int]) -> dict[int, list[
     for trial in rows:
         grouped[trial.job_id].append(trial)
     return grouped
+
+
+def trial_progress(
+    session: Session, job_id: int, *, watched: Sequence[int], after_number: int | None
+) -> tuple[list[Trial], int]:
+    """What an event stream needs to see a job's trials move: the trials that are running, those in
+    ``watched`` (running when last seen) and those numbered above ``after_number`` (none with
+    None), each with its epoch rows; and the job's highest trial number (-1 without trials).
+    Bounded by the trials in flight, not by the job's size."""
+    moving = (Trial.state == TrialState.RUNNING) | Trial.trial_id.in_(list(watched))
+    if after_number is not None:
+        moving = moving | (Trial.number > after_number)
+    query = _trial_query().where(Trial.job_id == job_id, moving).order_by(Trial.number)
+    highest = session.scalar(select(func.max(Trial.number)).where(Trial.job_id == job_id))
+    return list(session.scalars(query).all()), -1 if highest is None else highest
 
 
 def get_trial(session: Session, trial_id: int) -> Trial:

@@ -28,12 +28,15 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 class LocalServer:
-    """``create_app`` served by uvicorn in a thread on a free loopback port (no job manager)."""
+    """``create_app`` served by uvicorn in a thread on a free loopback port; without ``executor``
+    and with ``start_manager=False`` no job manager runs (jobs stay queued)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, executor: object | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_level="warning")
+        config = uvicorn.Config(
+            create_app(settings, executor=executor), host="127.0.0.1", port=self.port, log_level="warning"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -78,26 +81,56 @@ def browser() -> Iterator[Any]:
         browser.close()
 
 
+class Offline:
+    """Opens pages of one server in a browser context that may reach that server only, and keeps
+    what the pages asked of elsewhere (``refused``) and their console errors (``errors``)."""
+
+    def __init__(self, browser: Any, server: LocalServer) -> None:
+        self.server = server
+        self.context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        self.refused: list[str] = []
+        self.errors: list[str] = []
+        self.context.route("**/*", self._route)
+
+    def _route(self, request_route: Any) -> None:
+        if request_route.request.url.startswith(self.server.url):
+            request_route.continue_()
+        else:
+            self.refused.append(request_route.request.url)
+            request_route.abort("internetdisconnected")
+
+    def page(self, path: str = "/") -> Any:
+        page = self.context.new_page()
+        page.on("console", lambda message: self.errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.goto(f"{self.server.url}{path}")
+        return page
+
+    def check_clean(self) -> None:
+        assert self.refused == [], f"the page asked for {self.refused}"
+        assert self.errors == [], self.errors
+
+    def check_clean_but(self, *, expected_status: int) -> None:
+        """As ``check_clean``, where the test made the API refuse a request with ``expected_status``
+        (Chromium logs each refused request as a console error)."""
+        refusal = f"the server responded with a status of {expected_status}"
+        assert any(refusal in error for error in self.errors), self.errors
+        self.errors[:] = [error for error in self.errors if refusal not in error]
+        self.check_clean()
+
+    def close(self) -> None:
+        self.context.close()
+
+
 @pytest.fixture
 def offline_page(browser: Any, api: LocalServer) -> Iterator[tuple[Any, list[str], list[str]]]:
     """A page that may reach the server only; yields (page, requests refused, console errors)."""
-    context = browser.new_context()
-    refused: list[str] = []
-    errors: list[str] = []
-
-    def route(request_route: Any) -> None:
-        if request_route.request.url.startswith(api.url):
-            request_route.continue_()
-        else:
-            refused.append(request_route.request.url)
-            request_route.abort("internetdisconnected")
-
-    context.route("**/*", route)
-    page = context.new_page()
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page, refused, errors
-    context.close()
+    offline = Offline(browser, api)
+    page = offline.context.new_page()
+    page.on("console", lambda message: offline.errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: offline.errors.append(str(error)))
+    yield page, offline.refused, offline.errors
+    offline.close()
 
 
 def screenshot(page: Any, name: str) -> Path:

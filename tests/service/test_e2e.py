@@ -221,6 +221,32 @@ def test_events_stream_ends_with_the_finished_job(server: Server) -> None:
     assert text.startswith("event: job") and events[-1]["status"] == "succeeded"
 
 
+def test_events_carry_each_trial_start_epochs_and_end(server: Server) -> None:
+    """Followed from its submission, a job's stream tells every trial's start, each of its epochs
+    with the metrics the store keeps, and its end, before the job's last event."""
+    job = submit(server, job_body(budget={"max_trials": 3, "epochs": 2, "parallelism": 2}))
+    with httpx.stream("GET", f"{server.url}/v1/jobs/{job['id']}/events", timeout=120) as response:
+        text = "".join(response.iter_text())
+    events = [
+        (block.split("\n")[0].removeprefix("event: "), json.loads(block.split("\n")[1].removeprefix("data: ")))
+        for block in text.strip().split("\n\n")
+    ]
+    assert events[-1][0] == "job" and events[-1][1]["status"] == "succeeded", events[-1]
+    trial_events = [data for name, data in events if name == "trial"]
+    stored = {t["number"]: t for t in get(server, f"/v1/jobs/{job['id']}/trials")["data"]}
+    assert sorted(stored) == [0, 1, 2]
+    for number, trial in stored.items():
+        told = [e for e in trial_events if e["number"] == number]
+        assert [e["kind"] for e in told] == ["started", "epoch", "epoch", "finished"], told
+        assert [e["epoch"] for e in told[1:3]] == [1, 2]
+        for event, epoch in zip(told[1:3], trial["epochs"]):
+            assert event["val_metric"] == epoch["val_metric"] and event["loss"] == epoch["loss"]
+        assert told[-1]["state"] == "complete" and told[-1]["values"] == trial["values"]
+    # a trial's end is told before the job event that counts it
+    last_finish = max(i for i, (name, data) in enumerate(events) if name == "trial" and data["kind"] == "finished")
+    assert all(name == "job" for name, _ in events[last_finish + 1 :])
+
+
 def _best_number(server: Server, job_id: int) -> int:
     return server.client().job(job_id)["best_trial"]["number"]
 

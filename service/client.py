@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,15 +61,28 @@ class CellarClient:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as error:
-            raise CellarHTTPError(0, f"cannot reach Cellar at {self.url}: {error}; is `cellar serve` running?") from error
-        if response.status_code >= 400:
-            try:
-                body = response.json()
-                message = body.get("message") or body.get("detail") or response.text
-            except ValueError:
-                body, message = None, response.text
-            raise CellarHTTPError(response.status_code, str(message), body)
+            raise self._unreachable(error) from error
+        self._raise_for(response)
         return response.json()
+
+    def _unreachable(self, error: httpx.HTTPError) -> CellarHTTPError:
+        return CellarHTTPError(
+            0,
+            f"cannot reach Cellar at {self.url} ({type(error).__name__}: {error}): start it with `make run` or "
+            "`cellar serve`, or point CELLAR_URL (or --url) at the server",
+        )
+
+    def _raise_for(self, response: httpx.Response) -> None:
+        if response.status_code < 400:
+            return
+        try:
+            body = response.json()
+            message = body.get("message") or body.get("detail") or response.text
+        except ValueError:
+            body, message = None, response.text
+        if response.status_code == 401 and "Authorization" not in self._http.headers:
+            message = f"{message} (this client sent no key: set CELLAR_API_KEY, or run where .cellar-api-key is)"
+        raise CellarHTTPError(response.status_code, str(message), body)
 
     # ---- endpoints ---------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -97,6 +111,35 @@ class CellarClient:
     def job_trial(self, job_id: int, number: int) -> dict[str, Any]:
         """Trial ``number`` of job ``job_id`` (its ``number``, as ``cellar trials`` shows), with its ``nn_code``."""
         return self._request("GET", f"/v1/jobs/{job_id}/trials/{number}")
+
+    def pareto(self, job_id: int) -> dict[str, Any]:
+        """The job's non-dominated trials and their hypervolume."""
+        return self._request("GET", f"/v1/jobs/{job_id}/pareto")
+
+    def importance(self, job_id: int, evaluator: str = "fanova") -> dict[str, Any]:
+        return self._request("GET", f"/v1/jobs/{job_id}/importance", params={"evaluator": evaluator})
+
+    def events(self, job_id: int) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The job's server-sent events as ``(name, data)``: ``trial`` and ``job`` events until the
+        job ends (or ``shutdown`` when the server stops first)."""
+        try:
+            with self._http.stream(
+                "GET", f"/v1/jobs/{job_id}/events", timeout=httpx.Timeout(30.0, read=None)
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    self._raise_for(response)
+                name, data = "message", []
+                for line in response.iter_lines():
+                    if line.startswith("event: "):
+                        name = line[len("event: "):]
+                    elif line.startswith("data: "):
+                        data.append(line[len("data: "):])
+                    elif not line and data:
+                        yield name, json.loads("\n".join(data))
+                        name, data = "message", []
+        except httpx.HTTPError as error:
+            raise self._unreachable(error) from error
 
     def cancel(self, job_id: int) -> dict[str, Any]:
         return self._request("POST", f"/v1/jobs/{job_id}/cancel")

@@ -1,7 +1,9 @@
 """The ``cellar`` command: one module per command group.
 
 - ``server``: ``serve``, ``migrate``, ``downgrade``;
-- ``jobs``: ``submit``, ``jobs``, ``trials``, ``cancel`` (a client of a running server);
+- ``jobs``: ``submit``, ``jobs``, ``trials``, ``trial``, ``cancel`` (a client of a running server);
+- ``follow``: ``watch`` (and ``submit --follow``): a job's progress from its event stream;
+- ``results``: ``pareto``, ``export``, ``best``: what a job found;
 - ``arch``: build an architecture without training it;
 - ``tables``: ``table build|export|import|list``;
 - ``lemur``: ``import-lemur``.
@@ -9,10 +11,10 @@
 
 from __future__ import annotations
 
-from . import server, jobs, arch, tables, lemur  # noqa: F401  (each registers its commands on app)
+from . import server, jobs, follow, results, arch, tables, lemur  # noqa: F401  (each registers its commands on app)
 from ._common import app
 
-__all__ = ["app", "arch", "jobs", "lemur", "main", "server", "tables"]
+__all__ = ["app", "arch", "follow", "jobs", "lemur", "main", "results", "server", "tables"]
 
 
 def main() -> None:

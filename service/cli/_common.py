@@ -55,7 +55,8 @@ def fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.{digits}f}"
+        # counts that travel as floats (an objective such as params) print as the integers they are
+        return str(int(value)) if value.is_integer() and abs(value) >= 1000 else f"{value:.{digits}f}"
     return str(value)
 
 

@@ -4,55 +4,27 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..client import CellarClient, CellarHTTPError
+from ..client import CellarHTTPError
 from ._common import JsonOption, UrlOption, app, connect, console, err, fail_http, fmt
+from .follow import best_text, follow, report, stopped_following
 
 __all__ = ["cancel", "jobs", "submit", "trial", "trials"]
-
-
-def _best(job: dict[str, Any]) -> str:
-    best = job.get("best_trial")
-    if not best:
-        return "best: -"
-    value = best.get("val_metric")
-    metric = best.get("metric", "")
-    which = f"trial #{best['number']}"  # its number in the job: `cellar trial JOB NUMBER`
-    return f"best: {metric} {value:.4f} ({which})" if value is not None else f"best: {which}"
-
-
-def _follow(client: CellarClient, job: dict[str, Any]) -> dict[str, Any]:
-    total = job.get("max_trials")
-    with Progress(
-        TextColumn("job {task.fields[job_id]} {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[best]}"),
-        TimeElapsedColumn(),
-        console=err,
-    ) as progress:
-        task = progress.add_task(job["status"], total=total, job_id=job["id"], best=_best(job))
-
-        def update(current: dict[str, Any]) -> None:
-            counts = current["counts"]
-            done = counts["complete"] + counts["pruned"] + counts["failed"]
-            progress.update(task, completed=done, description=current["status"], best=_best(current))
-
-        return client.wait(job["id"], interval=1.0, on_update=update)
 
 
 @app.command()
 def submit(
     job_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="job body as JSON")],
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="show progress until the job ends")] = False,
+    follow_: Annotated[bool, typer.Option("--follow", "-f", help="show progress until the job ends")] = False,
     url: UrlOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Submit a search job; print its id (and, with --follow, its progress and result)."""
+    """Submit a search job; print its id (and, with --follow, its progress and result).
+    Ctrl-C while following stops following; the job goes on."""
     try:
         body = json.loads(job_file.read_text())
     except json.JSONDecodeError as error:
@@ -61,16 +33,21 @@ def submit(
     with connect(url) as client:
         try:
             job = client.submit_job(body)
-            console.print(f"job {job['id']} {job['status']}")
-            if follow:
-                job = _follow(client, job)
-                console.print(f"job {job['id']} {job['status']}; {_best(job)}")
-                if job.get("error"):
-                    err.print(job["error"])
-                if job["status"] != "succeeded":
-                    raise typer.Exit(1)
+            if as_json:
+                typer.echo(json.dumps({"event": "submitted", "data": job}) if follow_ else json.dumps(job, indent=2))
+            else:
+                console.print(f"job {job['id']} {job['status']}")
+            if follow_:
+                job = follow(client, job, as_json=as_json)
         except CellarHTTPError as error:
             fail_http(error)
+        except KeyboardInterrupt:
+            raise stopped_following(job["id"]) from None
+    if follow_:
+        if not as_json:
+            report(job)
+        elif job["status"] != "succeeded":
+            raise typer.Exit(1)
 
 
 @app.command()
@@ -93,7 +70,7 @@ def jobs(
         counts = job["counts"]
         done = counts["complete"] + counts["pruned"] + counts["failed"]
         total = job.get("max_trials") or "-"
-        table.add_row(str(job["id"]), job["name"], job["status"], job["search_space"], job["dataset"], f"{done}/{total}", _best(job))
+        table.add_row(str(job["id"]), job["name"], job["status"], job["search_space"], job["dataset"], f"{done}/{total}", best_text(job))
     console.print(table)
 
 
@@ -174,11 +151,14 @@ def trial(
 
 
 @app.command()
-def cancel(job_id: Annotated[int, typer.Argument(help="job id")], url: UrlOption = None) -> None:
+def cancel(job_id: Annotated[int, typer.Argument(help="job id")], url: UrlOption = None, as_json: JsonOption = False) -> None:
     """Cancel a job: running trials stop, finished ones stay."""
     with connect(url) as client:
         try:
             job = client.cancel(job_id)
         except CellarHTTPError as error:
             fail_http(error)
+    if as_json:
+        typer.echo(json.dumps(job, indent=2))
+        return
     console.print(f"job {job['id']} {job['status']}{' (cancelling)' if job['cancel_requested'] and job['status'] == 'running' else ''}")

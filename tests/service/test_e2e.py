@@ -290,6 +290,71 @@ def test_the_cli_submits_follows_and_lists(server: Server, tmp_path: Path) -> No
     assert unauthorised.returncode == 1 and "wrong API key" in unauthorised.stderr
 
 
+def test_the_cli_watches_exports_and_names_its_server(server: Server, tmp_path: Path) -> None:
+    """watch (re-attach, Ctrl-C), export csv|parquet, pareto, best: what a user and a script read."""
+    import signal
+
+    import pandas as pd
+
+    cellar = Path(sys.executable).with_name("cellar")
+    env = {**os.environ, "CELLAR_URL": server.url, "CELLAR_API_KEY": KEY, "COLUMNS": "120"}
+
+    def run(*args: str, **changes: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(cellar), *args], capture_output=True, text=True, env={**env, **changes}, timeout=300, cwd=tmp_path)
+
+    body = job_body(name="watched", objectives=[{"metric": "val_accuracy", "direction": "maximize"},
+                                                {"metric": "params", "direction": "minimize"}],
+                    strategy={"sampler": "random", "seed": 11}, budget={"max_trials": 4, "epochs": 3, "parallelism": 2})
+    (tmp_path / "job.json").write_text(json.dumps(body))
+    # Ctrl-C while following: the follower says the job goes on, and it does
+    following = subprocess.Popen([str(cellar), "submit", "job.json", "--follow"], cwd=tmp_path, env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = following.stdout.readline()  # "job N queued"
+    job_id = int(first.split()[1])
+    time.sleep(2)
+    following.send_signal(signal.SIGINT)
+    _, stderr = following.communicate(timeout=30)
+    assert following.returncode == 130, stderr
+    assert f"stopped following job {job_id}; it keeps running" in stderr and f"cellar cancel {job_id}" in stderr
+    # re-attach: one JSON line per event, trial events included, the last one the finished job
+    watched = run("watch", str(job_id), "--json")
+    assert watched.returncode == 0, watched.stderr
+    events = [json.loads(line) for line in watched.stdout.splitlines()]
+    assert events[-1]["event"] == "job" and events[-1]["data"]["status"] == "succeeded"
+    assert {"started", "epoch", "finished"} & {e["data"]["kind"] for e in events if e["event"] == "trial"}
+    again = run("watch", str(job_id))
+    assert again.returncode == 0 and f"job {job_id} succeeded; Pareto set: " in again.stdout
+
+    trials = server.client().trials(job_id)
+    assert run("export", str(job_id)).returncode == 0
+    exported = pd.read_csv(tmp_path / f"job-{job_id}.csv")
+    assert list(exported["number"]) == [t["number"] for t in trials]
+    assert list(exported["value_params"]) == [t["values"][1] for t in trials]
+    assert list(exported["param_edge_3_0"]) == [t["choices"]["edge_3_0"] for t in trials]
+    parquet = run("export", str(job_id), "--format", "parquet", "-o", "all.parquet", "--json")
+    assert json.loads(parquet.stdout)["rows"] == len(trials)
+    columnar = pd.read_parquet(tmp_path / "all.parquet")
+    assert list(columnar.columns) == list(exported.columns)
+    assert list(columnar["arch"]) == list(exported["arch"]) and list(columnar["value_params"]) == list(exported["value_params"])
+
+    front = json.loads(run("pareto", str(job_id), "--json").stdout)
+    assert front == server.client().pareto(job_id)
+    table = run("pareto", str(job_id)).stdout
+    assert all(t["arch"] in table for t in front["data"])
+    refused = run("best", str(job_id))
+    assert refused.returncode == 1 and f"cellar pareto {job_id}" in refused.stderr
+
+    single = server.wait(submit(server, job_body(name="best-of", budget={"max_trials": 2, "epochs": 1, "parallelism": 2}))["id"])
+    assert run("best", str(single["id"]), "-o", "best.py").returncode == 0
+    assert (tmp_path / "best.py").read_text() == server.client().job_trial(single["id"], single["best_trial"]["number"])["nn_code"]
+
+    unreachable = run("jobs", CELLAR_URL="http://127.0.0.1:9")
+    assert unreachable.returncode == 1 and "cannot reach Cellar at http://127.0.0.1:9" in unreachable.stderr
+    assert "CELLAR_URL" in unreachable.stderr and "--url" in unreachable.stderr
+    keyless = run("cancel", str(job_id), CELLAR_API_KEY="")
+    assert keyless.returncode == 1 and "this client sent no key: set CELLAR_API_KEY" in keyless.stderr
+
+
 @pytest.mark.postgres
 def test_a_search_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
     server = Server(tmp_path, postgres_url).start()

@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 from service.cli import app
 
 COMMANDS = [
-    [], ["serve"], ["migrate"], ["downgrade"], ["submit"], ["jobs"], ["trials"], ["trial"], ["cancel"], ["arch"],
+    [], ["serve"], ["migrate"], ["downgrade"], ["submit"], ["jobs"], ["trials"], ["trial"], ["cancel"], ["watch"], ["pareto"],
+    ["export"], ["best"], ["arch"],
     ["import-lemur"], ["table"], ["table", "build"], ["table", "export"], ["table", "import"], ["table", "list"],
 ]
 
@@ -26,3 +27,9 @@ def test_the_trial_command_takes_a_job_and_a_number() -> None:
     result = CliRunner().invoke(app, ["trial", "--help"], env={"COLUMNS": "120"})
     assert "JOB_ID" in result.output.upper() and "NUMBER" in result.output.upper()
     assert "number in the job" in result.output
+
+
+def test_every_client_command_speaks_json() -> None:
+    for command in ("submit", "jobs", "trials", "trial", "cancel", "watch", "pareto", "export", "best"):
+        result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "120"})
+        assert "--json" in result.output, command

@@ -1,0 +1,132 @@
+"""``cellar pareto``, ``cellar export``, ``cellar best``: what a job found, for people and scripts."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+from rich.table import Table
+
+from ..client import CellarHTTPError
+from ._common import JsonOption, UrlOption, app, connect, console, err, fail, fail_http, fmt
+
+__all__ = ["best", "export", "export_rows", "pareto"]
+
+#: a trial's own columns in an export, before its objective values and its parameters
+TRIAL_COLUMNS = (
+    "number", "id", "state", "val_metric", "test_metric", "loss", "params", "flops", "latency_ms", "train_seconds",
+    "epochs", "seed", "origin", "duplicate_of", "cache_hit", "retry_of", "interruptions", "search_space", "arch", "nn",
+    "error", "created_at", "started_at", "finished_at",
+)
+
+
+@app.command()
+def pareto(job_id: Annotated[int, typer.Argument(help="job id")], url: UrlOption = None, as_json: JsonOption = False) -> None:
+    """The job's Pareto set: the trials no other beats on every objective, and its hypervolume."""
+    with connect(url) as client:
+        try:
+            front = client.pareto(job_id)
+        except CellarHTTPError as error:
+            fail_http(error)
+    if as_json:
+        typer.echo(json.dumps(front, indent=2))
+        return
+    names = [f"{o['metric']} ({'max' if o['direction'] == 'maximize' else 'min'})" for o in front["objectives"]]
+    table = Table("#", *names, "arch", caption=f"hypervolume {fmt(front['hypervolume'])} up to {front['reference_point']}")
+    for trial in front["data"]:
+        table.add_row(str(trial["number"]), *(fmt(v) for v in trial["values"]), trial.get("arch") or "-")
+    console.print(f"job {job_id}: {front['count']} non-dominated trial{'s' if front['count'] != 1 else ''}")
+    console.print(table)
+
+
+def export_rows(job: dict[str, Any], trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One flat row per trial: its own columns, one per objective value (named by the objective's
+    metric), one per sampled parameter (``param_<name>``)."""
+    objectives = [o["metric"] for o in job["spec"]["objectives"]]
+    names = sorted({name for trial in trials for name in trial["choices"]})
+    rows = []
+    for trial in trials:
+        row: dict[str, Any] = {key: trial.get(key) for key in TRIAL_COLUMNS}
+        row["epochs"] = len(trial["epochs"])
+        row["metric"] = trial["metric"]
+        for i, metric in enumerate(objectives):
+            row[f"value_{metric}"] = trial["values"][i] if trial["values"] else None
+        for name in names:
+            value = trial["choices"].get(name)
+            row[f"param_{name}"] = json.dumps(value) if isinstance(value, (list, dict)) else value
+        rows.append(row)
+    return rows
+
+
+@app.command()
+def export(
+    job_id: Annotated[int, typer.Argument(help="job id")],
+    format_: Annotated[Literal["csv", "parquet"], typer.Option("--format", help="csv or parquet")] = "csv",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="file to write (default job-<id>.<format>; - for stdout, csv only)")] = None,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Every trial of a job with its parameters and metrics, as CSV or Parquet (one row a trial)."""
+    with connect(url) as client:
+        try:
+            job = client.job(job_id)
+            trials = client.trials(job_id)
+        except CellarHTTPError as error:
+            fail_http(error)
+    rows = export_rows(job, trials)
+    columns = list(rows[0]) if rows else [*TRIAL_COLUMNS, "metric"]
+    target = output or Path(f"job-{job_id}.{format_}")
+    if str(target) == "-":
+        if format_ != "csv":
+            fail("--output - writes CSV only: give a file name for parquet")
+        _write_csv(sys.stdout, columns, rows)
+        return
+    if format_ == "csv":
+        with open(target, "w", newline="", encoding="utf-8") as handle:
+            _write_csv(handle, columns, rows)
+    else:
+        import pandas as pd
+
+        pd.DataFrame(rows, columns=columns).to_parquet(target, index=False)
+    if as_json:
+        typer.echo(json.dumps({"job_id": job_id, "path": str(target), "format": format_, "rows": len(rows), "columns": columns}))
+    else:
+        err.print(f"wrote {len(rows)} trial{'s' if len(rows) != 1 else ''} of job {job_id} to {target}")
+
+
+def _write_csv(handle: Any, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    writer = csv.DictWriter(handle, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+@app.command()
+def best(
+    job_id: Annotated[int, typer.Argument(help="job id")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write the code to this file")] = None,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The best trial's network: its nn_code (LEMUR's model contract, loadable on its own)."""
+    with connect(url) as client:
+        try:
+            job = client.job(job_id)
+            if job["best_trial"] is None:
+                if job["best_trials"]:
+                    fail(f"job {job_id} has {len(job['spec']['objectives'])} objectives and no single best: "
+                         f"`cellar pareto {job_id}` lists its Pareto set, `cellar trial {job_id} NUMBER` shows one")
+                fail(f"job {job_id} has no complete trial yet ({job['status']})")
+            trial = client.job_trial(job_id, job["best_trial"]["number"])
+        except CellarHTTPError as error:
+            fail_http(error)
+    if as_json:
+        typer.echo(json.dumps(trial, indent=2))
+    elif output is not None:
+        output.write_text(trial["nn_code"] or "")
+        err.print(f"wrote trial #{trial['number']}'s nn_code ({trial['nn']}) to {output}")
+    else:
+        console.print(trial["nn_code"] or "", markup=False, highlight=False, soft_wrap=True)

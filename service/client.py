@@ -112,6 +112,16 @@ class CellarClient:
         """Trial ``number`` of job ``job_id`` (its ``number``, as ``cellar trials`` shows), with its ``nn_code``."""
         return self._request("GET", f"/v1/jobs/{job_id}/trials/{number}")
 
+    def weights(self, job_id: int, number: int) -> bytes:
+        """The trial's trained weights: the bytes of a ``torch.save`` file (``torch.load(...,
+        weights_only=True)`` reads it)."""
+        try:
+            response = self._http.get(f"/v1/jobs/{job_id}/trials/{number}/weights")
+        except httpx.HTTPError as error:
+            raise self._unreachable(error) from error
+        self._raise_for(response)
+        return response.content
+
     def pareto(self, job_id: int) -> dict[str, Any]:
         """The job's non-dominated trials and their hypervolume."""
         return self._request("GET", f"/v1/jobs/{job_id}/pareto")

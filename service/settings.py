@@ -33,6 +33,13 @@ class Settings(BaseSettings):
     )
     reads_require_key: bool = Field(False, description="also require the key on GET endpoints")
     data_dir: Path | None = Field(None, description="root of datasets that come in files")
+    artifacts_dir: Path = Field(
+        Path(".cellar/artifacts"),
+        description=(
+            "where workers write the trained weights a job keeps (job-<id>/trial-<number>.pt); on a Ray "
+            "cluster of several machines, a directory every node and the server share"
+        ),
+    )
     ray_num_cpus: int | None = Field(
         None, ge=1, description="CPUs of the local Ray (default: all of this machine's)"
     )

@@ -20,6 +20,20 @@ POSTGRES_ADMIN_URL = os.environ.get(
 REQUIRE_POSTGRES = os.environ.get("CELLAR_REQUIRE_POSTGRES") == "1"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def artifacts_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Trained weights (``CELLAR_ARTIFACTS_DIR``) of servers and managers that tests start without
+    choosing a folder go to a temporary one, never into the checkout. Tests that read weights give
+    their server its own folder."""
+    previous = os.environ.get("CELLAR_ARTIFACTS_DIR")
+    os.environ["CELLAR_ARTIFACTS_DIR"] = str(tmp_path_factory.mktemp("artifacts"))
+    yield
+    if previous is None:
+        os.environ.pop("CELLAR_ARTIFACTS_DIR", None)
+    else:
+        os.environ["CELLAR_ARTIFACTS_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def postgres_admin() -> Iterator[Engine]:
     engine = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")

@@ -58,6 +58,9 @@ class TrialPayload:
     #: the architecture's canonical encoding in its search space (what a results table is keyed by)
     arch: str | None = None
     search_space: str | None = None
+    #: where ``finish`` writes the trained weights (``torch.save`` of the state_dict with the shapes
+    #: and prm that rebuild the network); None: the job keeps none
+    weights_path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

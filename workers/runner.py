@@ -92,6 +92,8 @@ class _Active:
     model: nn.Module
     metric: Any
     data: Prepared
+    in_shape: tuple[int, ...] = ()
+    out_shape: tuple[int, ...] = ()
     epoch: int = 0
     train_seconds: float = 0.0
 
@@ -181,6 +183,24 @@ def _limit_memory(limit: int | None) -> None:
 PreparedTrial = tuple[Any, Any, Prepared, tuple[int, ...], tuple[int, ...]]
 
 
+def save_weights(active: _Active, path: Path) -> int:
+    """Write the trained network as ``torch.save`` of ``{"state_dict", "in_shape", "out_shape",
+    "prm", "nn"}`` (CPU tensors; ``torch.load(path, weights_only=True)`` reads it), through a temporary
+    file renamed into place, so that a reader never sees half a file. Returns its size in bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "state_dict": {k: v.detach().cpu() for k, v in active.model.state_dict().items()},
+        "in_shape": list(active.in_shape),
+        "out_shape": list(active.out_shape),
+        "prm": dict(active.payload.prm),
+        "nn": active.payload.nn_name,
+    }
+    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+    torch.save(record, partial)
+    os.replace(partial, path)
+    return path.stat().st_size
+
+
 class TrialRunner:
     """Runs trials one after another in one process, keeping loaded datasets between them."""
 
@@ -240,6 +260,8 @@ class TrialRunner:
             model=model,
             metric=importlib.import_module(metric_module(info.metric)).create_metric(out_shape),
             data=batches,
+            in_shape=tuple(in_shape),
+            out_shape=tuple(out_shape),
         )
         report = SetupReport(
             num_params=num_params,
@@ -286,7 +308,12 @@ class TrialRunner:
         with _memory_errors(active.payload.memory_limit_mb):
             test_metric, test_loss = self._evaluate(active, active.data.test)
         self._active = None
-        return asdict(FinalReport(test_metric=test_metric, test_loss=test_loss, train_seconds=active.train_seconds))
+        extra = {}
+        if active.payload.weights_path is not None:
+            extra["weights_bytes"] = save_weights(active, Path(active.payload.weights_path))
+        return asdict(
+            FinalReport(test_metric=test_metric, test_loss=test_loss, train_seconds=active.train_seconds, extra=extra)
+        )
 
     def reset(self) -> None:
         """Drop the current trial (pruned or cancelled) and its memory."""

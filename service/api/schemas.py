@@ -90,6 +90,10 @@ class TrialPublic(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     nn_code: str | None = None
+    weights: bool | None = Field(
+        None,
+        description="with nn_code: whether its trained weights are kept (GET /v1/jobs/{job_id}/trials/{number}/weights)",
+    )
     drawing: dict[str, Any] | None = Field(
         None,
         description="with nn_code: the architecture as the dashboard draws it, a cell (nodes, edges with their "

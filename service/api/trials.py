@@ -9,11 +9,14 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
+from fastapi.responses import FileResponse
 
 from sqlalchemy.orm import Session
 
 from ..store import Trial, queries
-from .deps import ReadAccess, StoreDep
+from ..errors import NotFoundError
+from ..jobs.artifacts import ArtifactStore
+from .deps import ReadAccess, SettingsDep, StoreDep
 from .errors import responses
 from .schemas import TrialPublic, TrialsPublic
 from .views import drawing, trial_public
@@ -43,25 +46,62 @@ def get_job_trial(
     job_id: JobId,
     number: Annotated[int, Path(ge=0, description="the trial's number in its job: 0, 1, ...")],
     store: StoreDep,
+    settings: SettingsDep,
 ) -> TrialPublic:
-    """Trial ``number`` of the job, with its ``nn_code`` and its ``drawing``."""
+    """Trial ``number`` of the job, with its ``nn_code``, its ``drawing`` and whether its weights are kept."""
     with store.read() as session:
         trial = queries.get_trial_by_number(session, job_id, number)
-        return _with_code(session, trial)
+        return _with_code(session, trial, ArtifactStore(settings.artifacts_dir))
+
+
+@router.get(
+    "/jobs/{job_id}/trials/{number}/weights",
+    dependencies=[ReadAccess],
+    response_class=FileResponse,
+    responses={200: {"content": {"application/octet-stream": {}}, "description": "torch.save of the trained network"}}
+    | responses(404, 422),
+)
+def get_weights(
+    job_id: JobId,
+    number: Annotated[int, Path(ge=0, description="the trial's number in its job: 0, 1, ...")],
+    store: StoreDep,
+    settings: SettingsDep,
+) -> FileResponse:
+    """The trial's trained weights, as ``torch.save`` of ``{"state_dict", "in_shape", "out_shape",
+    "prm", "nn"}``: ``Net(in_shape, out_shape, prm, device).load_state_dict(state_dict)`` in its
+    ``nn_code`` rebuilds the trained network. A duplicate's are its original's."""
+    artifacts = ArtifactStore(settings.artifacts_dir)
+    with store.read() as session:
+        trial = queries.get_trial_by_number(session, job_id, number)
+        trained = queries.get_trial(session, trial.duplicate_of_trial_id) if trial.duplicate_of_trial_id else trial
+        keep = queries.get_job(session, job_id).spec.get("keep_weights")
+        name = trial.architecture.nn_name if trial.architecture else f"job{job_id}-trial{number}"
+    path = artifacts.weights(trained.job_id, trained.number)
+    if not path.is_file():
+        kept = sorted(artifacts.kept(job_id))
+        policy = "none (keep_weights 0)" if keep == 0 else f"the best {keep}" if keep else "the best 3 (or the Pareto set)"
+        raise NotFoundError(
+            f"job {job_id} trial {number} ({trial.state}) has no weights kept: the job keeps {policy}; "
+            f"trials with weights: {', '.join(map(str, kept)) or 'none'}"
+        )
+    return FileResponse(path, media_type="application/octet-stream", filename=f"{name}.pt")
 
 
 @router.get("/trials/{trial_id}", dependencies=[ReadAccess], responses=responses(404, 422))
 def get_trial(
     trial_id: Annotated[int, Path(description="the trial's global id (its `id`), not its number in the job")],
     store: StoreDep,
+    settings: SettingsDep,
 ) -> TrialPublic:
     """One trial by its global id, with its ``nn_code`` and its ``drawing``."""
     with store.read() as session:
-        return _with_code(session, queries.get_trial(session, trial_id))
+        return _with_code(session, queries.get_trial(session, trial_id), ArtifactStore(settings.artifacts_dir))
 
 
-def _with_code(session: Session, trial: Trial) -> TrialPublic:
+def _with_code(session: Session, trial: Trial, artifacts: ArtifactStore) -> TrialPublic:
     job = queries.get_job(session, trial.job_id)
     public = trial_public(trial, job.metric, with_code=True)
     public.drawing = drawing(job, trial)
+    trained = queries.get_trial(session, trial.duplicate_of_trial_id) if trial.duplicate_of_trial_id else trial
+    public.weights = artifacts.weights(trained.job_id, trained.number).is_file()
     return public

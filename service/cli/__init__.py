@@ -3,7 +3,7 @@
 - ``server``: ``serve``, ``migrate``, ``downgrade``;
 - ``jobs``: ``submit``, ``jobs``, ``trials``, ``trial``, ``cancel`` (a client of a running server);
 - ``follow``: ``watch`` (and ``submit --follow``): a job's progress from its event stream;
-- ``results``: ``pareto``, ``export``, ``best``: what a job found;
+- ``results``: ``pareto``, ``export``, ``best``, ``weights``: what a job found;
 - ``arch``: build an architecture without training it;
 - ``tables``: ``table build|export|import|list``;
 - ``lemur``: ``import-lemur``.

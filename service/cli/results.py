@@ -14,7 +14,21 @@ from rich.table import Table
 from ..client import CellarHTTPError
 from ._common import JsonOption, UrlOption, app, connect, console, err, fail, fail_http, fmt
 
-__all__ = ["best", "export", "export_rows", "pareto"]
+__all__ = ["best", "export", "export_rows", "pareto", "weights"]
+
+#: what `cellar weights` writes beside the model and its weights
+LOADER = """\
+# Rebuild trial {number} of job {job_id} ({nn}) with its trained weights.
+import torch
+
+from model import Net
+
+saved = torch.load("weights.pt", weights_only=True)
+net = Net(tuple(saved["in_shape"]), tuple(saved["out_shape"]), saved["prm"], torch.device("cpu"))
+net.load_state_dict(saved["state_dict"])
+net.eval()
+print(net)
+"""
 
 #: a trial's own columns in an export, before its objective values and its parameters
 TRIAL_COLUMNS = (
@@ -130,3 +144,31 @@ def best(
         err.print(f"wrote trial #{trial['number']}'s nn_code ({trial['nn']}) to {output}")
     else:
         console.print(trial["nn_code"] or "", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def weights(
+    job_id: Annotated[int, typer.Argument(help="job id")],
+    number: Annotated[int, typer.Argument(help="the trial's number in the job (the # of `cellar trials`)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="folder to write model.py, weights.pt and load.py into")] = Path("."),
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Download a trial's trained weights with its code: model.py (its nn_code), weights.pt and
+    load.py, which rebuilds the trained network (python load.py in that folder)."""
+    with connect(url) as client:
+        try:
+            trial = client.job_trial(job_id, number)
+            blob = client.weights(job_id, number)
+        except CellarHTTPError as error:
+            fail_http(error)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "model.py").write_text(trial["nn_code"] or "")
+    (output / "weights.pt").write_bytes(blob)
+    (output / "load.py").write_text(LOADER.format(number=number, job_id=job_id, nn=trial["nn"]))
+    written = {"model": str(output / "model.py"), "weights": str(output / "weights.pt"), "loader": str(output / "load.py")}
+    if as_json:
+        typer.echo(json.dumps({"job_id": job_id, "number": number, "nn": trial["nn"], "bytes": len(blob), **written}))
+    else:
+        err.print(f"wrote trial #{number} of job {job_id}: {written['model']}, {written['weights']} ({len(blob):,} bytes), "
+                  f"{written['loader']} (cd {output} && python load.py)")

@@ -183,6 +183,8 @@ class TrialReports:
         self.runner.executor.release(running.trial_id)
         if dedup is not None:
             self.runner.note_result(dedup, running.trial_id, running.number)
+        if self.runner.weights is not None:
+            self.runner.weights.retain()
         self._settled = True
         self.runner.gate.record(running.number, OptunaState.COMPLETE, values)
 

@@ -35,6 +35,7 @@ from workers.protocol import TrialPayload
 from ..settings import Settings
 from ..store import Job, Store, Trial, TrialState, leases, runs
 from ..store.queries import get_or_create_architecture, metric_source_id, transform_source_id
+from .artifacts import ArtifactStore, KeptWeights
 from .cache import cache_key, reuse_result
 from .gate import AskTellGate
 from .identity import arch_hash, dedup_hash
@@ -106,6 +107,12 @@ class JobRunner:
             seed=self.spec.strategy.seed,
         )
         self.reports = TrialReports(self)
+        #: workers write the weights of finished trials (a simulated executor trains nothing)
+        self.weights = (
+            KeptWeights(ArtifactStore(settings.artifacts_dir), store, self.spec, job_id)
+            if self.spec.keep_weights != 0 and not executor.simulated
+            else None
+        )
         grid = self.space.grid() if self.spec.strategy.sampler == "grid" else None
         self.grid_size = math.prod(len(values) for values in grid.values()) if grid is not None else None
         self.slots = 0
@@ -282,6 +289,7 @@ class JobRunner:
             memory_limit_mb=self.spec.resources.memory_mb_per_trial,
             arch=encoding,
             search_space=self.space.kind,
+            weights_path=str(self.weights.path(trial.number)) if self.weights is not None else None,
         )
         self.reports.started(trial_id, trial)
         self.executor.start_trial(self.job_id, payload)

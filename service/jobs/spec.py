@@ -237,6 +237,16 @@ class JobCreate(_Body):
     budget: BudgetSpec
     training: TrainingSpec = Field(default_factory=TrainingSpec, validate_default=True)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    keep_weights: int | None = Field(
+        None,
+        ge=0,
+        le=1000,
+        description=(
+            "trained weights kept for download: null (the default) keeps the best 3 trials of a single-objective "
+            "job and the whole Pareto set of a multi-objective one; N keeps the best N (of the Pareto set, the N "
+            "best on the first objective); 0 keeps none"
+        ),
+    )
 
     @field_validator("dataset")
     @classmethod

@@ -71,6 +71,17 @@ def job_trials(session: Session, job_id: int) -> list[Trial]:
     )
 
 
+def trained_results(session: Session, job_id: int) -> list[Trial]:
+    """The job's complete trials that it trained itself (no duplicates, no cache hits), bare."""
+    return list(
+        session.scalars(
+            select(Trial).where(
+                Trial.job_id == job_id, Trial.state == TrialState.COMPLETE, Trial.duplicate_of_trial_id.is_(None)
+            )
+        ).all()
+    )
+
+
 def trial_by_number(session: Session, job_id: int, number: int) -> Trial | None:
     return session.scalars(select(Trial).where(Trial.job_id == job_id, Trial.number == number)).first()
 

@@ -57,11 +57,13 @@ def wait(server: LocalServer, job_id: int, timeout: float = 240) -> dict[str, An
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalServer, dict[str, int]]]:
     """A server with finished jobs: single-objective cells, a two-objective cell search, KANs."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('dashboard') / 'cellar.db'}"
+    folder = tmp_path_factory.mktemp("dashboard")
+    url = f"sqlite:///{folder / 'cellar.db'}"
     store = Store(url)
     upgrade(store)
     store.dispose()
-    settings = Settings(database_url=url, api_key=KEY, poll_interval_s=0.05, events_poll_s=0.2)
+    settings = Settings(database_url=url, api_key=KEY, poll_interval_s=0.05, events_poll_s=0.2,
+                        artifacts_dir=folder / "artifacts")
     with LocalServer(settings, executor=InlineExecutor()) as server:
         jobs = {
             "single": submit(server, job_body(name="cells-single", search_space=CELLS,
@@ -156,6 +158,17 @@ def test_job_page_shows_trials_curves_importance_and_a_drawn_cell(
     # its curve joins the plot
     page.wait_for_function(f"[...document.querySelectorAll('#plot-curves .legendtext')].some(t => t.textContent === 'trial {chosen['number']}')")
     screenshot(page, "dashboard-job-single")
+
+    # the best trial's weights download from its panel and load into its network
+    import torch
+
+    best = job["best_trial"]["number"]
+    page.locator(f'#trials tr[data-number="{best}"] td.arch').click()
+    page.wait_for_selector("#download-weights:not([hidden])")
+    with page.expect_download() as download:
+        page.click("#download-weights")
+    saved = torch.load(download.value.path(), weights_only=True)
+    assert saved["nn"] == read(server, f"/v1/jobs/{jobs['single']}/trials/{best}")["nn"] and saved["state_dict"]
 
     # sort by the objective, best first; filter by state
     header = page.locator("#trials th", has_text="val_accuracy")

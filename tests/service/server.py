@@ -40,6 +40,7 @@ class Server:
             "CELLAR_RAY_NUM_CPUS": "2",
             "CELLAR_RAY_OBJECT_STORE_MB": "100",
             "CELLAR_POLL_INTERVAL_S": "0.05",
+            "CELLAR_ARTIFACTS_DIR": str(workdir / "artifacts"),
             **env,
         }
         self.process: subprocess.Popen[bytes] | None = None

@@ -355,6 +355,52 @@ def test_the_cli_watches_exports_and_names_its_server(server: Server, tmp_path: 
     assert keyless.returncode == 1 and "this client sent no key: set CELLAR_API_KEY" in keyless.stderr
 
 
+def test_the_best_trials_weights_download_and_rebuild_its_network(server: Server, tmp_path: Path) -> None:
+    """The weights a Ray worker kept, downloaded over HTTP and loaded into the trial's nn_code, give
+    back the test accuracy the worker measured; `cellar weights` writes a folder that loads them."""
+    import importlib
+
+    from search_spaces.metrics import metric_module
+    from workers.protocol import TrialPayload
+    from workers.runner import TrialRunner, _Active
+
+    job = server.wait(submit(server, job_body(name="weights", budget={"max_trials": 4, "epochs": 2, "parallelism": 2}))["id"])
+    best = get(server, f"/v1/jobs/{job['id']}/trials/{job['best_trial']['number']}")
+    assert best["weights"] is True
+    response = httpx.get(f"{server.url}/v1/jobs/{job['id']}/trials/{best['number']}/weights", timeout=30)
+    assert response.status_code == 200 and response.headers["content-type"] == "application/octet-stream"
+    (tmp_path / "best.pt").write_bytes(response.content)
+    saved = torch.load(tmp_path / "best.pt", weights_only=True)
+    module = load_nn_module(best["nn_code"], best["nn"])
+    net = module.Net(tuple(saved["in_shape"]), tuple(saved["out_shape"]), saved["prm"], torch.device("cpu"))
+    net.load_state_dict(saved["state_dict"])
+    payload = TrialPayload(trial_id=best["id"], job_id=job["id"], number=best["number"], nn_name=best["nn"],
+                           nn_code=best["nn_code"], dataset="digits", prm=best["prm"], epochs=2, seed=best["seed"],
+                           split_seed=best["seed"])
+    runner = TrialRunner()
+    runner.load(payload)
+    info, _, batches, _, out_shape = runner.prepare(payload)
+    metric = importlib.import_module(metric_module(info.metric)).create_metric(out_shape)
+    test_accuracy, _ = TrialRunner._evaluate(_Active(payload=payload, model=net, metric=metric, data=batches), batches.test)
+    assert test_accuracy == pytest.approx(best["test_metric"], abs=1e-9)
+
+    # the job kept 3 of its 4 trials' weights; the fourth says why it has none
+    numbers = [t["number"] for t in get(server, f"/v1/jobs/{job['id']}/trials")["data"]]
+    missing = [n for n in numbers if not get(server, f"/v1/jobs/{job['id']}/trials/{n}")["weights"]]
+    assert len(missing) == 1
+    refused = httpx.get(f"{server.url}/v1/jobs/{job['id']}/trials/{missing[0]}/weights", timeout=30)
+    assert refused.status_code == 404 and "keeps the best 3" in refused.json()["detail"]
+
+    cellar = Path(sys.executable).with_name("cellar")
+    env = {**os.environ, "CELLAR_URL": server.url, "CELLAR_API_KEY": KEY}
+    wrote = subprocess.run([str(cellar), "weights", str(job["id"]), str(best["number"]), "-o", "best"], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert wrote.returncode == 0, wrote.stderr
+    loaded = subprocess.run([sys.executable, "load.py"], cwd=tmp_path / "best", capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr
+    assert "Net(" in loaded.stdout
+
+
 @pytest.mark.postgres
 def test_a_search_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
     server = Server(tmp_path, postgres_url).start()

@@ -37,6 +37,13 @@ export async function get(path, params) {
   return answer(response);
 }
 
+/** GET a file (a Blob) from a /v1 path, with the key. */
+export async function download(path) {
+  const response = await fetch(path, { headers: headers() });
+  if (!response.ok) await answer(response);
+  return response.blob();
+}
+
 /** POST to a /v1 path with the key; asks for it when none is kept or the server refuses it. */
 export async function post(path, body) {
   if (!apiKey() && !askKey("Changing a job needs the key.")) throw new ApiError(401, "no key given");

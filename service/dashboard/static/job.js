@@ -1,5 +1,5 @@
 // Job (/jobs/{id}): progress, plots, the trials table and one trial's network, followed live.
-import { duration, el, empty, fmt, follow, get, pace, plot, post, seconds, stateBadge, toast } from "./common.js";
+import { download, duration, el, empty, fmt, follow, get, pace, plot, post, seconds, stateBadge, toast } from "./common.js";
 import { drawArchitecture } from "./draw.js";
 
 const jobId = Number(location.pathname.split("/").filter(Boolean).pop());
@@ -227,7 +227,21 @@ async function showTrial(number) {
   $("trial-code").textContent = trial.nn_code ?? "(no code)";
   $("trial-error").hidden = !trial.error;
   $("trial-error").textContent = trial.error ?? "";
+  const download = $("download-weights");
+  download.hidden = !trial.weights;
+  download.onclick = () => saveWeights(trial);
   if (!state.userSelected) { state.selected.add(number); renderCurves(); renderTable(); }
+}
+
+async function saveWeights(trial) {
+  try {
+    const blob = await download(`/v1/jobs/${jobId}/trials/${trial.number}/weights`);
+    const link = el("a", { href: URL.createObjectURL(blob), download: `${trial.nn ?? `trial-${trial.number}`}.pt` });
+    document.body.append(link); link.click(); link.remove();
+    toast(`weights of trial ${trial.number}: torch.load(path, weights_only=True), then Net(...).load_state_dict`);
+  } catch (error) {
+    toast(`No weights: ${error.detail ?? error.message}`);
+  }
 }
 
 $("copy-code").addEventListener("click", async () => {

@@ -46,9 +46,10 @@ def submit(store: Store, **changes: Any) -> int:
         ).job_id
 
 
-def manager(store: Store, executor: InlineExecutor, *, lease_s: float = 30.0) -> JobManager:
+def manager(store: Store, executor: InlineExecutor, *, lease_s: float = 30.0, artifacts: Path | None = None) -> JobManager:
     settings = Settings(
-        database_url=str(store.url), api_key="k", poll_interval_s=0.001, start_manager=False, lease_s=lease_s
+        database_url=str(store.url), api_key="k", poll_interval_s=0.001, start_manager=False, lease_s=lease_s,
+        **({"artifacts_dir": artifacts} if artifacts is not None else {}),
     )
     return JobManager(store, executor, settings)
 
@@ -332,3 +333,47 @@ def test_a_multi_objective_job_prunes_a_trial_dominated_at_a_rung_and_keeps_its_
     assert [e.epoch for e in pruned.epoch_rows] == [1]  # judged at the first rung, its curve kept
     assert pruned.epoch_rows[0].val_metric < min(t.epoch_rows[0].val_metric for t in rows[:2])
     assert pruned.architecture.num_params > rows[0].architecture.num_params
+
+
+@pytest.mark.parametrize(
+    ("changes", "kept"),
+    [
+        ({}, "best 3"),
+        ({"keep_weights": 1}, "best 1"),
+        ({"keep_weights": 0}, "none"),
+        ({"objectives": [{"metric": "val_accuracy", "direction": "maximize"}, {"metric": "params", "direction": "minimize"}]},
+         "front"),
+    ],
+    ids=["default", "keep-1", "keep-0", "pareto"],
+)
+def test_a_job_keeps_the_weights_its_policy_names(tmp_path: Path, changes: dict[str, Any], kept: str) -> None:
+    """Workers write each finished trial's weights; the job keeps the best 3 (default), the best N,
+    none, or the Pareto set, and the kept files rebuild the trained networks."""
+    import torch
+
+    from service.api.views import non_dominated
+    from workers.nn_module import load_nn_module
+
+    store = make_store(tmp_path / "cellar.db")
+    job_id = submit(store, search_space=TINY, strategy={"sampler": "random", "seed": 3},
+                    budget={"max_trials": 6, "epochs": 1, "parallelism": 2}, **changes)
+    folder = tmp_path / "artifacts"
+    assert run(manager(store, InlineExecutor(shuffle_seed=2), artifacts=folder), job_id).status == "succeeded"
+    done = [t for t in trials(store, job_id) if t.state == "complete" and t.duplicate_of_trial_id is None]
+    by_value = sorted(done, key=lambda t: (-t.values[0], t.number))
+    expected = {
+        "best 3": {t.number for t in by_value[:3]},
+        "best 1": {by_value[0].number},
+        "none": set(),
+        "front": {t.number for t in non_dominated(done, ["maximize", "minimize"])},
+    }[kept]
+    on_disk = {int(p.stem.removeprefix("trial-")) for p in (folder / f"job-{job_id}").glob("trial-*.pt")}
+    assert on_disk == expected and (kept == "none" or on_disk)
+    for number in on_disk:
+        trial = next(t for t in done if t.number == number)
+        saved = torch.load(folder / f"job-{job_id}" / f"trial-{number}.pt", weights_only=True)
+        module = load_nn_module(trial.architecture.nn_code, trial.architecture.nn_name)
+        net = module.Net(tuple(saved["in_shape"]), tuple(saved["out_shape"]), saved["prm"], torch.device("cpu"))
+        net.load_state_dict(saved["state_dict"])  # strict: every tensor of the trained network
+        assert saved["nn"] == trial.architecture.nn_name and sum(p.numel() for p in net.parameters()) == trial.architecture.num_params
+    assert not list(folder.rglob("*.part"))

@@ -112,6 +112,15 @@ class CellarClient:
         """Trial ``number`` of job ``job_id`` (its ``number``, as ``cellar trials`` shows), with its ``nn_code``."""
         return self._request("GET", f"/v1/jobs/{job_id}/trials/{number}")
 
+    def log(self, job_id: int, number: int) -> str:
+        """What trial ``number`` of the job printed and warned."""
+        try:
+            response = self._http.get(f"/v1/jobs/{job_id}/trials/{number}/log")
+        except httpx.HTTPError as error:
+            raise self._unreachable(error) from error
+        self._raise_for(response)
+        return response.text
+
     def weights(self, job_id: int, number: int) -> bytes:
         """The trial's trained weights: the bytes of a ``torch.save`` file (``torch.load(...,
         weights_only=True)`` reads it)."""

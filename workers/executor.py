@@ -42,6 +42,8 @@ class ExecutorEvent:
     error_type: str | None = None
     traceback: str | None = None
     worker_lost: bool = False
+    #: for a failure: what the trial printed during the failed call (a result carries it as data["log"])
+    log: str | None = None
 
 
 class Executor(ABC):

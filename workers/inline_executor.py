@@ -107,7 +107,10 @@ class InlineExecutor(Executor):
         except Exception as error:
             name = type(error).__name__
             self._queues[trial_id].append(
-                ExecutorEvent(trial_id, "error", error=f"{name}: {error}", error_type=name, traceback=traceback.format_exc())
+                ExecutorEvent(
+                    trial_id, "error", error=f"{name}: {error}", error_type=name, traceback=traceback.format_exc(),
+                    log=getattr(error, "cellar_log", None),
+                )
             )
             if name not in CLEAN_ERRORS:
                 self._runners.pop(self._trial_slot[trial_id], None)

@@ -25,11 +25,13 @@ class TrialError(Exception):
     traceback as plain text. Workers never send the exception itself, whose class could belong to
     torch or to the model's code and would have to be imported by the receiving process."""
 
-    def __init__(self, error_type: str, message: str, traceback: str) -> None:
-        super().__init__(error_type, message, traceback)
+    def __init__(self, error_type: str, message: str, traceback: str, log: str | None = None) -> None:
+        super().__init__(error_type, message, traceback, log)
         self.error_type = error_type
         self.message = message
         self.traceback = traceback
+        #: what the trial printed during the failed call
+        self.log = log
 
     def __str__(self) -> str:
         return f"{self.error_type}: {self.message}"

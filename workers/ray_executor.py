@@ -49,7 +49,9 @@ class _TrialActor:
         try:
             return method(*args)
         except Exception as error:
-            raise TrialError(type(error).__name__, str(error), traceback.format_exc()) from None
+            raise TrialError(
+                type(error).__name__, str(error), traceback.format_exc(), getattr(error, "cellar_log", None)
+            ) from None
 
     def setup(self, payload: dict[str, Any]) -> dict[str, Any]:
         return self._call(self._runner.setup, payload)
@@ -303,7 +305,8 @@ class RayExecutor(Executor):
             cause = getattr(error, "cause", None)
             if isinstance(cause, TrialError):
                 return ExecutorEvent(
-                    trial_id, "error", error=str(cause), error_type=cause.error_type, traceback=_trim(cause.traceback)
+                    trial_id, "error", error=str(cause), error_type=cause.error_type, traceback=_trim(cause.traceback),
+                    log=cause.log,
                 )
             return ExecutorEvent(
                 trial_id, "error", error=str(error).splitlines()[-1], error_type=type(error).__name__, traceback=_trim(str(error))

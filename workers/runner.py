@@ -8,6 +8,7 @@ per call; validation and test are scored with the dataset's metric module.
 from __future__ import annotations
 
 import importlib
+import io
 import math
 import os
 import random
@@ -15,8 +16,9 @@ import resource
 import socket
 import sys
 import time
+import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -183,6 +185,55 @@ def _limit_memory(limit: int | None) -> None:
 PreparedTrial = tuple[Any, Any, Prepared, tuple[int, ...], tuple[int, ...]]
 
 
+#: characters of a trial's output (prints and warnings) that are kept; the rest is dropped
+LOG_LIMIT = 64 * 1024
+
+
+class TrialOutput:
+    """What a trial's code prints (stdout, stderr) and warns, call by call, up to ``LOG_LIMIT``
+    characters a trial. Output written below Python (C++ ``printf``) is not seen."""
+
+    def __init__(self, limit: int = LOG_LIMIT) -> None:
+        self.limit = limit
+        self.kept = 0
+
+    def restart(self) -> None:
+        self.kept = 0
+
+    def _bounded(self, text: str) -> str:
+        room = self.limit - self.kept
+        if room <= 0 or not text:
+            return ""
+        if len(text) > room:
+            text = text[:room] + f"\n[cellar: output beyond {self.limit:,} characters dropped]\n"
+            self.kept = self.limit
+        else:
+            self.kept += len(text)
+        return text
+
+    @contextmanager
+    def capture(self, report: dict[str, Any]) -> Iterator[None]:
+        """Collect what the block prints and warns into ``report["log"]`` (when there is any); an
+        exception leaving the block carries it as ``cellar_log``."""
+        buffer = io.StringIO()
+        try:
+            with redirect_stdout(buffer), redirect_stderr(buffer), warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("default")
+                try:
+                    yield
+                finally:
+                    for warning in caught:
+                        buffer.write(warnings.formatwarning(
+                            warning.message, warning.category, warning.filename, warning.lineno, None
+                        ))
+        except BaseException as error:
+            error.cellar_log = self._bounded(buffer.getvalue())  # type: ignore[attr-defined]
+            raise
+        text = self._bounded(buffer.getvalue())
+        if text:
+            report["log"] = text
+
+
 def save_weights(active: _Active, path: Path) -> int:
     """Write the trained network as ``torch.save`` of ``{"state_dict", "in_shape", "out_shape",
     "prm", "nn"}`` (CPU tensors; ``torch.load(path, weights_only=True)`` reads it), through a temporary
@@ -212,11 +263,31 @@ class TrialRunner:
         #: trial's ``memory_limit_mb`` is counted on top of it (memory an earlier trial freed but
         #: the allocator kept stays inside that trial's budget, so it does not widen the next one's).
         self._baseline: int | None = None
+        self.output = TrialOutput()
 
-    # ---- the three calls ---------------------------------------------------------------------
+    # ---- the three calls, each report with what the trial printed since the last (``log``) -----
     def setup(self, payload: dict[str, Any], prepared: PreparedTrial | None = None) -> dict[str, Any]:
         """Build and measure the trial's model; ``prepared`` is ``prepare(payload)`` made earlier
         (the sandbox checks the model on it first), else it is made here."""
+        self.output.restart()
+        printed: dict[str, Any] = {}
+        with self.output.capture(printed):
+            report = self._setup(payload, prepared)
+        return {**report, **printed}
+
+    def train_epoch(self) -> dict[str, Any]:
+        printed: dict[str, Any] = {}
+        with self.output.capture(printed):
+            report = self._train_epoch()
+        return {**report, **printed}
+
+    def finish(self) -> dict[str, Any]:
+        printed: dict[str, Any] = {}
+        with self.output.capture(printed):
+            report = self._finish()
+        return {**report, **printed}
+
+    def _setup(self, payload: dict[str, Any], prepared: PreparedTrial | None) -> dict[str, Any]:
         started = time.perf_counter()
         p = TrialPayload.from_dict(payload)
         self._active = None
@@ -278,7 +349,7 @@ class TrialRunner:
         )
         return asdict(report)
 
-    def train_epoch(self) -> dict[str, Any]:
+    def _train_epoch(self) -> dict[str, Any]:
         active = self._require()
         started = time.perf_counter()
         with _memory_errors(active.payload.memory_limit_mb):
@@ -303,7 +374,7 @@ class TrialRunner:
             )
         )
 
-    def finish(self) -> dict[str, Any]:
+    def _finish(self) -> dict[str, Any]:
         active = self._require()
         with _memory_errors(active.payload.memory_limit_mb):
             test_metric, test_loss = self._evaluate(active, active.data.test)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, PlainTextResponse
 
 from sqlalchemy.orm import Session
 
@@ -52,6 +52,23 @@ def get_job_trial(
     with store.read() as session:
         trial = queries.get_trial_by_number(session, job_id, number)
         return _with_code(session, trial, ArtifactStore(settings.artifacts_dir))
+
+
+@router.get(
+    "/jobs/{job_id}/trials/{number}/log",
+    dependencies=[ReadAccess],
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}}, "description": "the trial's output"}} | responses(404, 422),
+)
+def get_log(
+    job_id: JobId,
+    number: Annotated[int, Path(ge=0, description="the trial's number in its job: 0, 1, ...")],
+    store: StoreDep,
+) -> PlainTextResponse:
+    """What the trial's model printed (stdout, stderr) and warned while it was built, trained and
+    tested, as its worker captured it (at most 64 KiB a trial; empty when it printed nothing)."""
+    with store.read() as session:
+        return PlainTextResponse(queries.trial_log(session, job_id, number))
 
 
 @router.get(

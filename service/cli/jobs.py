@@ -13,7 +13,7 @@ from ..client import CellarHTTPError
 from ._common import JsonOption, UrlOption, app, connect, console, err, fail_http, fmt
 from .follow import best_text, follow, report, stopped_following
 
-__all__ = ["cancel", "jobs", "submit", "trial", "trials"]
+__all__ = ["cancel", "jobs", "logs", "submit", "trial", "trials"]
 
 
 @app.command()
@@ -148,6 +148,27 @@ def trial(
     if found.get("error"):
         err.print(found["error"], markup=False, highlight=False, soft_wrap=True)
     console.print(found.get("nn_code") or "", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def logs(
+    job_id: Annotated[int, typer.Argument(help="job id")],
+    number: Annotated[int, typer.Argument(help="the trial's number in the job (the # of `cellar trials`)")],
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """What a trial's model printed and warned while it was built, trained and tested."""
+    with connect(url) as client:
+        try:
+            text = client.log(job_id, number)
+        except CellarHTTPError as error:
+            fail_http(error)
+    if as_json:
+        typer.echo(json.dumps({"job_id": job_id, "number": number, "log": text}))
+    elif text:
+        typer.echo(text, nl=not text.endswith("\n"))
+    else:
+        err.print(f"trial #{number} of job {job_id} printed nothing")
 
 
 @app.command()

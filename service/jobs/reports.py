@@ -109,6 +109,10 @@ class TrialReports:
         running = self.running.get(event.trial_id)
         if running is None:
             return  # the trial was stopped; its late results are of no use
+        printed = event.log if event.kind == "error" else event.data.pop("log", None)
+        if printed:
+            with self.runner.store.write() as session:
+                runs.append_log(session, event.trial_id, printed)
         if event.kind == "setup":
             self._on_setup(running, event.data)
         elif event.kind == "epoch":

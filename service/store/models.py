@@ -214,6 +214,8 @@ class Trial(Base):
     #: times the server running the job went away while this trial ran (stopped or crashed); the
     #: trial then ran again from its start, in place, with the same number and configuration
     interruptions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: what the trial printed and warned, as its worker captured it (bounded there); loaded on demand
+    log: Mapped[str | None] = mapped_column(Text, deferred=True)
     #: the sampler's per-trial state (Optuna's system attributes, e.g. NSGA-II's generation), so
     #: that a study rebuilt on resume is the one that stopped
     sampler_attrs: Mapped[dict[str, Any] | None]

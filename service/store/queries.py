@@ -33,6 +33,7 @@ __all__ = [
     "trial_progress",
     "transform_source_id",
     "trial_counts",
+    "trial_log",
 ]
 
 
@@ -196,6 +197,12 @@ def transform_source_id(session: Session, name: str) -> int | None:
     except ValueError:  # UnknownTransformError
         return None
     return get_or_create_source(session, kind="transform", name=name, code=code).source_id
+
+
+def trial_log(session: Session, job_id: int, number: int) -> str:
+    """What trial ``number`` of the job printed ("" when nothing, or before it ran)."""
+    trial = get_trial_by_number(session, job_id, number)
+    return session.scalar(select(Trial.log).where(Trial.trial_id == trial.trial_id)) or ""
 
 
 def get_trial_by_number(session: Session, job_id: int, number: int) -> Trial:

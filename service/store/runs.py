@@ -9,12 +9,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from .models import Job, JobStatus, Trial, TrialEpoch, TrialState, utcnow
 
 __all__ = [
+    "append_log",
     "cached_trial",
     "complete_trial",
     "end_trial",
@@ -27,6 +28,7 @@ __all__ = [
     "save_study_attrs",
     "save_trial_attrs",
     "trial_by_number",
+    "trained_results",
 ]
 
 
@@ -53,6 +55,7 @@ def restart_interrupted(session: Session, job_id: int, *, started_at: datetime) 
             val_metric=None,
             train_seconds=None,
             error=None,
+            log=None,
         )
     )
     session.expire_all()
@@ -113,6 +116,11 @@ def record_setup(session: Session, trial_id: int, data: dict[str, Any]) -> None:
     if trial.architecture is not None and trial.architecture.num_params is None:
         trial.architecture.num_params = int(data["num_params"])
         trial.architecture.flops = data.get("flops")
+
+
+def append_log(session: Session, trial_id: int, text: str) -> None:
+    """Add what a trial printed during one call to its log."""
+    session.execute(update(Trial).where(Trial.trial_id == trial_id).values(log=func.coalesce(Trial.log, "") + text))
 
 
 def record_epoch(session: Session, trial_id: int, data: dict[str, Any]) -> None:

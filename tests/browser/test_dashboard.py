@@ -23,6 +23,7 @@ from service.settings import Settings
 from service.store import Store, upgrade
 from tests.browser.conftest import LocalServer, Offline, screenshot
 from tests.service.bodies import job_body
+from tests.service.jobs.test_logs import CHATTY
 from workers.inline_executor import InlineExecutor
 
 pytestmark = pytest.mark.timeout(300)
@@ -71,6 +72,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalServer,
             "pareto": submit(server, job_body(name="cells-pareto", search_space=CELLS, objectives=TWO_OBJECTIVES,
                                               strategy={"sampler": "nsga2", "seed": 1, "cache": False},
                                               budget={"max_trials": 6, "epochs": 2, "parallelism": 1})),
+            "chatty": submit(server, job_body(name="prints", search_space={"kind": "code", "params": {"nn_code": CHATTY}},
+                                              budget={"max_trials": 1, "epochs": 2, "parallelism": 1})),
             "kan": submit(server, job_body(name="kan-iris", search_space={"kind": "kan", "params": {}}, dataset="iris",
                                            strategy={"sampler": "random", "seed": 0},
                                            budget={"max_trials": 2, "epochs": 2, "parallelism": 1})),
@@ -98,7 +101,8 @@ def test_jobs_page_lists_the_jobs_and_follows_a_new_one_without_reloading(
     server, jobs = lab
     page = browse.page("/")
     page.wait_for_selector("#jobs tbody tr")
-    for name, job_id in (("cells-single", jobs["single"]), ("cells-pareto", jobs["pareto"]), ("kan-iris", jobs["kan"])):
+    for name, job_id in (("cells-single", jobs["single"]), ("cells-pareto", jobs["pareto"]), ("kan-iris", jobs["kan"]),
+                         ("prints", jobs["chatty"])):
         row = page.locator(f'#jobs tr[data-job="{job_id}"]')
         assert name in row.inner_text() and "succeeded" in row.inner_text()
     best = read(server, f"/v1/jobs/{jobs['single']}")["best_trial"]
@@ -212,6 +216,20 @@ def test_a_kan_trial_is_drawn_as_its_layers(browse: Offline, lab: tuple[LocalSer
     assert len(labels) == len(trial["arch"].split("|"))
     assert "→ output" in (page.locator("#drawing g.layer").last.text_content() or "")
     screenshot(page, "dashboard-job-kan")
+    browse.check_clean()
+
+
+def test_a_trials_log_and_code_show_without_a_drawing(browse: Offline, lab: tuple[LocalServer, dict[str, int]]) -> None:
+    server, jobs = lab
+    page = browse.page(f"/jobs/{jobs['chatty']}")
+    page.wait_for_selector('#trials tr[data-number="0"]')
+    page.locator('#trials tr[data-number="0"] td.arch').click()
+    page.wait_for_function("document.querySelector('#trial-log').textContent.includes('learning')")
+    log = page.locator("#trial-log").inner_text()
+    assert log.strip() == httpx.get(f"{server.url}/v1/jobs/{jobs['chatty']}/trials/0/log").text.strip()
+    assert "learning, call 2" in log and "UserWarning: this model learns slowly" in log
+    assert page.locator("#drawing").inner_text() == "No drawing for this search space."
+    assert "def supported_hyperparameters" in page.locator("#trial-code").inner_text()
     browse.check_clean()
 
 

@@ -401,6 +401,26 @@ def test_the_best_trials_weights_download_and_rebuild_its_network(server: Server
     assert "Net(" in loaded.stdout
 
 
+def test_a_trials_output_crosses_from_its_ray_worker(server: Server, tmp_path: Path) -> None:
+    """Prints and warnings of each call, and those of the call that failed, reach the store from a
+    Ray worker; GET .../log and `cellar logs` read them."""
+    from tests.service.jobs.test_logs import FAILING
+
+    body = job_body(name="chatty", search_space={"kind": "code", "params": {"nn_code": FAILING}},
+                    budget={"max_trials": 1, "epochs": 3, "parallelism": 1})
+    job = server.wait(submit(server, body)["id"])
+    response = httpx.get(f"{server.url}/v1/jobs/{job['id']}/trials/0/log", timeout=30)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    log = response.text
+    assert "learning, call 1" in log and "learning, call 2" in log and "UserWarning: this model learns slowly" in log
+    cellar = Path(sys.executable).with_name("cellar")
+    shown = subprocess.run([str(cellar), "logs", str(job["id"]), "0"], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "CELLAR_URL": server.url})
+    assert shown.returncode == 0 and shown.stdout == log
+    missing = httpx.get(f"{server.url}/v1/jobs/{job['id']}/trials/5/log", timeout=30)
+    assert missing.status_code == 404 and "numbered 0 to 0" in missing.json()["detail"]
+
+
 @pytest.mark.postgres
 def test_a_search_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
     server = Server(tmp_path, postgres_url).start()

@@ -37,6 +37,13 @@ export async function get(path, params) {
   return answer(response);
 }
 
+/** GET a text answer from a /v1 path, with the key. */
+export async function text(path) {
+  const response = await fetch(path, { headers: headers() });
+  if (!response.ok) await answer(response);
+  return response.text();
+}
+
 /** GET a file (a Blob) from a /v1 path, with the key. */
 export async function download(path) {
   const response = await fetch(path, { headers: headers() });

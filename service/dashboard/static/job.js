@@ -1,5 +1,5 @@
 // Job (/jobs/{id}): progress, plots, the trials table and one trial's network, followed live.
-import { download, duration, el, empty, fmt, follow, get, pace, plot, post, seconds, stateBadge, toast } from "./common.js";
+import { download, text, duration, el, empty, fmt, follow, get, pace, plot, post, seconds, stateBadge, toast } from "./common.js";
 import { drawArchitecture } from "./draw.js";
 
 const jobId = Number(location.pathname.split("/").filter(Boolean).pop());
@@ -227,6 +227,8 @@ async function showTrial(number) {
   $("trial-code").textContent = trial.nn_code ?? "(no code)";
   $("trial-error").hidden = !trial.error;
   $("trial-error").textContent = trial.error ?? "";
+  const log = await text(`/v1/jobs/${jobId}/trials/${trial.number}/log`).catch((error) => `(${error.message})`);
+  $("trial-log").textContent = log || "(nothing printed)";
   const download = $("download-weights");
   download.hidden = !trial.weights;
   download.onclick = () => saveWeights(trial);

@@ -160,6 +160,19 @@ class CellarClient:
         except httpx.HTTPError as error:
             raise self._unreachable(error) from error
 
+    def extend(self, job_id: int, *, max_trials: int | None = None, time_limit_s: float | None = None) -> dict[str, Any]:
+        """More trials (a new total) or more time (seconds more) for an ended job; it runs again."""
+        body = {k: v for k, v in {"max_trials": max_trials, "time_limit_s": time_limit_s}.items() if v is not None}
+        return self._request("POST", f"/v1/jobs/{job_id}/extend", json=body)
+
+    def delete(self, job_id: int) -> None:
+        """Remove an ended (or queued) job with its trials and kept weights."""
+        try:
+            response = self._http.delete(f"/v1/jobs/{job_id}")
+        except httpx.HTTPError as error:
+            raise self._unreachable(error) from error
+        self._raise_for(response)
+
     def cancel(self, job_id: int) -> dict[str, Any]:
         return self._request("POST", f"/v1/jobs/{job_id}/cancel")
 

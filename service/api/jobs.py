@@ -1,4 +1,4 @@
-"""``/v1/jobs``: submit, list, read, cancel; a job's Pareto set."""
+"""``/v1/jobs``: submit, list, read, cancel, extend, delete; a job's Pareto set and parameter importance."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from fastapi import APIRouter, Query, Response, status
 from search_spaces.datasets import get_dataset
 
 from ..errors import InvalidRequestError
-from ..jobs.spec import JobCreate
-from ..store import Store, queries
+from ..jobs.artifacts import ArtifactStore
+from ..jobs.spec import JobCreate, JobExtension
+from ..store import Store, lifecycle, queries, utcnow
 from .deps import ManagerDep, ReadAccess, SettingsDep, StoreDep, WriteAccess, check_dataset_files
 from .errors import responses
 from .schemas import ImportancePublic, JobPublic, JobsPublic, ParetoPublic
@@ -49,6 +50,8 @@ def submit_job(
             spec=body.model_dump(mode="json"),
         )
         job_id = job.job_id
+    # a folder left by an earlier job of the same id (SQLite reuses the highest id once deleted)
+    ArtifactStore(settings.artifacts_dir).remove_job(job_id)
     if manager is not None:
         manager.wake()
     response.headers["Location"] = f"/v1/jobs/{job_id}"
@@ -133,6 +136,35 @@ def cancel_job(job_id: int, store: StoreDep, manager: ManagerDep) -> JobPublic:
     """Stop a job: running trials end within seconds, finished ones stay."""
     with store.write() as session:
         queries.request_cancel(session, job_id)
+    if manager is not None:
+        manager.wake()
+    return job_view(store, job_id)
+
+
+@router.delete(
+    "/jobs/{job_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[WriteAccess],
+    responses=responses(401, 404, 409, 422),
+)
+def delete_job(job_id: int, store: StoreDep, settings: SettingsDep) -> Response:
+    """Remove a job that is not running, with its trials, their epochs and its kept weights. Other
+    jobs' cache hits on its trials keep their results (each takes the original's epochs)."""
+    with store.write() as session:
+        lifecycle.delete_job(session, job_id)
+    ArtifactStore(settings.artifacts_dir).remove_job(job_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/jobs/{job_id}/extend", dependencies=[WriteAccess], responses=responses(401, 404, 409, 422)
+)
+def extend_job(job_id: int, body: JobExtension, store: StoreDep, manager: ManagerDep) -> JobPublic:
+    """Give a job that has ended more trials (a new ``max_trials``) or more time (``time_limit_s``
+    seconds more, from now): it is queued again and its search goes on where it stopped, the study
+    rebuilt from its stored trials."""
+    with store.write() as session:
+        lifecycle.extend_job(session, job_id, max_trials=body.max_trials, more_seconds=body.time_limit_s, now=utcnow())
     if manager is not None:
         manager.wake()
     return job_view(store, job_id)

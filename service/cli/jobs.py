@@ -13,7 +13,7 @@ from ..client import CellarHTTPError
 from ._common import JsonOption, UrlOption, app, connect, console, err, fail_http, fmt
 from .follow import best_text, follow, report, stopped_following
 
-__all__ = ["cancel", "jobs", "logs", "submit", "trial", "trials"]
+__all__ = ["cancel", "delete", "extend", "jobs", "logs", "submit", "trial", "trials"]
 
 
 @app.command()
@@ -183,3 +183,46 @@ def cancel(job_id: Annotated[int, typer.Argument(help="job id")], url: UrlOption
         typer.echo(json.dumps(job, indent=2))
         return
     console.print(f"job {job['id']} {job['status']}{' (cancelling)' if job['cancel_requested'] and job['status'] == 'running' else ''}")
+
+
+@app.command()
+def extend(
+    job_id: Annotated[int, typer.Argument(help="job id")],
+    max_trials: Annotated[int | None, typer.Option("--max-trials", help="the job's new total of trials")] = None,
+    time_limit: Annotated[float | None, typer.Option("--time", help="seconds more of search, from now")] = None,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Give a job that has ended more trials or time: its search goes on where it stopped."""
+    with connect(url) as client:
+        try:
+            job = client.extend(job_id, max_trials=max_trials, time_limit_s=time_limit)
+        except CellarHTTPError as error:
+            fail_http(error)
+    if as_json:
+        typer.echo(json.dumps(job, indent=2))
+    else:
+        console.print(f"job {job_id} {job['status']} again, up to {job.get('max_trials') or '-'} trials; "
+                      f"`cellar watch {job_id}` follows it")
+
+
+@app.command()
+def delete(
+    job_id: Annotated[int, typer.Argument(help="job id")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask to confirm")] = False,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove a job that is not running, with its trials and kept weights (other jobs' cache hits
+    on it keep their results)."""
+    if not yes and not typer.confirm(f"delete job {job_id} and its trials?"):
+        raise typer.Exit(1)
+    with connect(url) as client:
+        try:
+            client.delete(job_id)
+        except CellarHTTPError as error:
+            fail_http(error)
+    if as_json:
+        typer.echo(json.dumps({"job_id": job_id, "deleted": True}))
+    else:
+        console.print(f"job {job_id} deleted")

@@ -25,6 +25,7 @@ __all__ = [
     "BudgetSpec",
     "ConstraintsSpec",
     "JobCreate",
+    "JobExtension",
     "ObjectiveSpec",
     "ResourcesSpec",
     "SearchSpaceSpec",
@@ -370,3 +371,20 @@ class JobCreate(_Body):
             "scheduler": t.scheduler,
             "transform": self.transform,
         }
+
+
+class JobExtension(_Body):
+    """More budget for a job that has ended (``POST /v1/jobs/{id}/extend``): it is queued again and
+    its search goes on where it stopped."""
+
+    max_trials: int | None = Field(None, gt=0, le=1_000_000, description="the job's new total of trials")
+    time_limit_s: float | None = Field(
+        None, gt=0, le=365 * 86400, description="seconds more of search, from now"
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> JobExtension:
+        if self.max_trials is None and self.time_limit_s is None:
+            raise ValueError('give max_trials (a new total) or time_limit_s (seconds more), e.g. {"max_trials": 40}')
+        return self
+

@@ -304,3 +304,29 @@ def test_cancel_asks_for_the_key_and_cancels(browser: Any, api: LocalServer) -> 
         offline.check_clean_but(expected_status=401)
     finally:
         offline.close()
+
+
+def test_an_ended_job_is_extended_then_deleted_from_its_page(browser: Any, api: LocalServer) -> None:
+    """Extend asks for the new total and queues the job again; Delete asks to confirm, removes the
+    job and goes back to the jobs page (a server without a job manager: nothing runs)."""
+    headers = {"Authorization": "Bearer browser-key"}
+    job_id = httpx.post(f"{api.url}/v1/jobs", json=job_body(name="extend-me"), headers=headers).json()["id"]
+    assert httpx.post(f"{api.url}/v1/jobs/{job_id}/cancel", headers=headers).json()["status"] == "cancelled"
+    offline = Offline(browser, api)
+    try:
+        page = offline.page(f"/jobs/{job_id}")
+        page.wait_for_selector("#extend:not([hidden])")
+        page.evaluate("localStorage.setItem('cellar.apiKey', 'browser-key')")
+        replies = iter(["12", None])  # the prompt's new total, then the delete's confirm
+        page.on("dialog", lambda dialog: dialog.accept(next(replies) or ""))
+        page.click("#extend")
+        page.wait_for_function("document.querySelector('#job-state').textContent === 'queued'", timeout=20_000)
+        extended = httpx.get(f"{api.url}/v1/jobs/{job_id}").json()
+        assert extended["status"] == "queued" and extended["max_trials"] == 12
+        assert page.locator("#extend").is_hidden() and not page.locator("#delete").is_hidden()
+        page.click("#delete")
+        page.wait_for_url(f"{api.url}/", timeout=20_000)
+        assert httpx.get(f"{api.url}/v1/jobs/{job_id}").status_code == 404
+        offline.check_clean()
+    finally:
+        offline.close()

@@ -51,15 +51,16 @@ export async function download(path) {
   return response.blob();
 }
 
-/** POST to a /v1 path with the key; asks for it when none is kept or the server refuses it. */
-export async function post(path, body) {
+/** POST (or another method) to a /v1 path with the key; asks for it when none is kept or the server refuses it. */
+export async function post(path, body, method = "POST") {
   if (!apiKey() && !askKey("Changing a job needs the key.")) throw new ApiError(401, "no key given");
   const send = () => fetch(path, {
-    method: "POST", headers: { ...headers(), "Content-Type": "application/json" },
+    method, headers: { ...headers(), "Content-Type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   let response = await send();
   if (response.status === 401 && askKey("The server refused this key.")) response = await send();
+  if (response.status === 204) return null;
   return answer(response);
 }
 

@@ -38,7 +38,33 @@ function renderHead() {
   $("job-error").hidden = !job.error;
   $("job-error").textContent = job.error ?? "";
   $("cancel").hidden = FINISHED.has(job.status) || job.cancel_requested;
+  $("extend").hidden = !FINISHED.has(job.status);
+  $("delete").hidden = job.status === "running";
 }
+
+$("extend").addEventListener("click", async () => {
+  const asked = state.job.counts.total;
+  const answer = window.prompt(`Job ${jobId} asked ${asked} trials. New total of trials:`, String(asked + 10));
+  if (answer === null) return;
+  try {
+    state.job = await post(`/v1/jobs/${jobId}/extend`, { max_trials: Number(answer) });
+    renderHead();
+    toast(`Job ${jobId} queued again, up to ${state.job.max_trials} trials`);
+    followJob();
+  } catch (error) {
+    toast(`Not extended: ${error.detail ?? error.message}`);
+  }
+});
+
+$("delete").addEventListener("click", async () => {
+  if (!window.confirm(`Delete job ${jobId} with its trials and kept weights? This cannot be undone.`)) return;
+  try {
+    await post(`/v1/jobs/${jobId}`, undefined, "DELETE");
+    location.assign("/");
+  } catch (error) {
+    toast(`Not deleted: ${error.detail ?? error.message}`);
+  }
+});
 
 $("cancel").addEventListener("click", async () => {
   if (!window.confirm(`Cancel job ${jobId}? Running trials stop within seconds; finished ones stay.`)) return;

@@ -173,7 +173,7 @@ def test_openapi_marks_only_writes_as_needing_a_key_and_lists_the_errors(client:
     operations = _operations(client.get("/openapi.json").json())
     for (method, path), operation in operations.items():
         keyed = bool(operation.get("security"))
-        assert keyed == (method == "POST"), f"{method} {path}: security {operation.get('security')}"
+        assert keyed == (method in ("POST", "DELETE")), f"{method} {path}: security {operation.get('security')}"
         responses = set(operation["responses"])
         if keyed:
             assert "401" in responses, f"{method} {path} lists no 401"
@@ -182,6 +182,8 @@ def test_openapi_marks_only_writes_as_needing_a_key_and_lists_the_errors(client:
         if operation.get("parameters") or operation.get("requestBody"):
             assert "422" in responses, f"{method} {path} lists no 422"
     assert "409" in operations[("POST", "/v1/jobs/{job_id}/cancel")]["responses"]
+    assert "409" in operations[("POST", "/v1/jobs/{job_id}/extend")]["responses"]
+    assert {"204", "409"} <= set(operations[("DELETE", "/v1/jobs/{job_id}")]["responses"])
     error = operations[("GET", "/v1/jobs/{job_id}")]["responses"]["404"]["content"]["application/json"]["schema"]
     assert error == {"$ref": "#/components/schemas/ErrorPublic"}
 

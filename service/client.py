@@ -131,6 +131,15 @@ class CellarClient:
         self._raise_for(response)
         return response.content
 
+    def optuna_db(self, job_id: int) -> bytes:
+        """The job's study as an Optuna SQLite storage file (``GET /v1/jobs/{id}/optuna``)."""
+        try:
+            response = self._http.get(f"/v1/jobs/{job_id}/optuna", timeout=httpx.Timeout(60.0, read=600.0))
+        except httpx.HTTPError as error:
+            raise self._unreachable(error) from error
+        self._raise_for(response)
+        return response.content
+
     def pareto(self, job_id: int) -> dict[str, Any]:
         """The job's non-dominated trials and their hypervolume."""
         return self._request("GET", f"/v1/jobs/{job_id}/pareto")

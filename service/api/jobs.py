@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+import shutil
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response, status
+from fastapi.responses import FileResponse
 
 from search_spaces.datasets import get_dataset
 
@@ -168,3 +170,47 @@ def extend_job(job_id: int, body: JobExtension, store: StoreDep, manager: Manage
     if manager is not None:
         manager.wake()
     return job_view(store, job_id)
+
+
+@router.get(
+    "/jobs/{job_id}/optuna",
+    dependencies=[ReadAccess],
+    response_class=FileResponse,
+    responses={200: {"content": {"application/vnd.sqlite3": {}}, "description": "an Optuna SQLite storage"}}
+    | responses(404, 422),
+)
+def export_optuna(job_id: int, store: StoreDep) -> FileResponse:
+    """The job's study as an Optuna storage (a SQLite file): ``optuna.load_study(study_name=None,
+    storage="sqlite:///FILE")`` and ``optuna-dashboard sqlite:///FILE`` read it. Parameters with
+    their distributions, states, values, per-epoch validation metrics as intermediate values."""
+    import tempfile
+    from pathlib import Path
+
+    from starlette.background import BackgroundTask
+
+    from ..jobs.optuna_export import write_study
+
+    folder = Path(tempfile.mkdtemp(prefix="cellar-optuna-"))
+    path = folder / f"cellar-job-{job_id}.db"
+    try:
+        with store.read() as session:
+            job = queries.get_job(session, job_id)
+            storage = optuna_storage(f"sqlite:///{path}")
+            write_study(job, queries.list_trials(session, job_id), storage)
+        storage.engine.dispose()
+    except Exception:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return FileResponse(
+        path,
+        media_type="application/vnd.sqlite3",
+        filename=path.name,
+        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
+    )
+
+
+def optuna_storage(url: str) -> Any:
+    """An Optuna RDB storage at ``url`` (its own tables, created there)."""
+    import optuna
+
+    return optuna.storages.RDBStorage(url)

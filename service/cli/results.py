@@ -14,7 +14,7 @@ from rich.table import Table
 from ..client import CellarHTTPError
 from ._common import JsonOption, UrlOption, app, connect, console, err, fail, fail_http, fmt
 
-__all__ = ["best", "export", "export_rows", "pareto", "weights"]
+__all__ = ["best", "export", "export_optuna", "export_rows", "pareto", "weights"]
 
 #: what `cellar weights` writes beside the model and its weights
 LOADER = """\
@@ -172,3 +172,41 @@ def weights(
     else:
         err.print(f"wrote trial #{number} of job {job_id}: {written['model']}, {written['weights']} ({len(blob):,} bytes), "
                   f"{written['loader']} (cd {output} && python load.py)")
+
+
+@app.command("export-optuna")
+def export_optuna(
+    job_id: Annotated[int, typer.Argument(help="job id")],
+    storage: Annotated[str, typer.Option("--storage", help="Optuna RDB storage URL, e.g. sqlite:///studies.db or postgresql+psycopg://...")],
+    study_name: Annotated[str | None, typer.Option("--study-name", help="name of the study there (default cellar-job-<id>-<name>)")] = None,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write a job's study into an Optuna storage: optuna.load_study and optuna-dashboard read it."""
+    import tempfile
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with connect(url) as client:
+        try:
+            blob = client.optuna_db(job_id)
+        except CellarHTTPError as error:
+            fail_http(error)
+    with tempfile.TemporaryDirectory(prefix="cellar-optuna-") as folder:
+        source = Path(folder) / "study.db"
+        source.write_bytes(blob)
+        source_url = f"sqlite:///{source}"
+        [name] = optuna.study.get_all_study_names(source_url)
+        target = study_name or name
+        try:
+            optuna.copy_study(from_study_name=name, from_storage=source_url, to_storage=storage, to_study_name=target)
+        except optuna.exceptions.DuplicatedStudyError:
+            fail(f"a study named {target!r} exists in {storage} already: give --study-name, or delete it there")
+        except Exception as error:  # an unreachable or unusable storage URL
+            fail(f"cannot write to the Optuna storage {storage}: {type(error).__name__}: {error}")
+    if as_json:
+        typer.echo(json.dumps({"job_id": job_id, "storage": storage, "study_name": target}))
+    else:
+        err.print(f"job {job_id} written to {storage} as study {target!r}: "
+                  f"optuna.load_study(study_name={target!r}, storage={storage!r}), or optuna-dashboard {storage}")

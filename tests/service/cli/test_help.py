@@ -9,7 +9,7 @@ from service.cli import app
 
 COMMANDS = [
     [], ["serve"], ["migrate"], ["downgrade"], ["submit"], ["jobs"], ["trials"], ["trial"], ["cancel"], ["watch"], ["pareto"],
-    ["export"], ["best"], ["weights"], ["logs"], ["extend"], ["delete"], ["arch"],
+    ["export"], ["best"], ["weights"], ["logs"], ["extend"], ["delete"], ["export-optuna"], ["arch"],
     ["import-lemur"], ["table"], ["table", "build"], ["table", "export"], ["table", "import"], ["table", "list"],
 ]
 
@@ -30,6 +30,6 @@ def test_the_trial_command_takes_a_job_and_a_number() -> None:
 
 
 def test_every_client_command_speaks_json() -> None:
-    for command in ("submit", "jobs", "trials", "trial", "cancel", "watch", "pareto", "export", "best", "weights", "logs", "extend", "delete"):
+    for command in ("submit", "jobs", "trials", "trial", "cancel", "watch", "pareto", "export", "best", "weights", "logs", "extend", "delete", "export-optuna"):
         result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "120"})
         assert "--json" in result.output, command

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
 
 from ..errors import NotFoundError
-from ..lemur.schemas import ModelResult, ModelSubmission
+from ..lemur.schemas import ModelResult, ModelResults, ModelSubmission
 from ..lemur.submissions import ModelChecker
 from .deps import ReadAccess, SettingsDep, WriteAccess, check_dataset_files
 from .errors import responses
@@ -28,6 +30,23 @@ def submit_model(submission: ModelSubmission, request: Request, settings: Settin
     """
     check_dataset_files(submission.dataset, settings)
     return _checker(request).check(submission)
+
+
+@router.get("/models", dependencies=[ReadAccess], responses=responses(422))
+def list_models(
+    request: Request,
+    status: Annotated[Literal["ok", "failed"] | None, Query()] = None,
+    failure: Annotated[
+        Literal["syntax", "contract", "shape", "nan_loss", "oom", "timeout", "runtime"] | None,
+        Query(description="only failures of this kind"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> ModelResults:
+    """Stored submissions (``check_nn`` with ``save_to_db``), newest first, with their results and
+    failure kinds."""
+    data, count = _checker(request).stored(status=status, failure=failure, limit=limit, offset=offset)
+    return ModelResults(data=data, count=count)
 
 
 @router.get("/models/{run_id}", dependencies=[ReadAccess], responses=responses(404, 422))

@@ -58,7 +58,7 @@ def eta_text(job: dict[str, Any], now: float | None = None) -> str:
     left: float | None = None
     if job.get("max_trials") and done:
         left = elapsed / done * max(0, job["max_trials"] - done)
-    limit = job["spec"]["budget"].get("time_limit_s")
+    limit = job["spec"].get("budget", {}).get("time_limit_s")
     if limit:
         left = min(left if left is not None else float("inf"), max(0.0, limit - elapsed))
     if left is None:
@@ -114,7 +114,7 @@ def follow(client: CellarClient, job: dict[str, Any], *, as_json: bool = False) 
             if name == "job":
                 job = data
         return job
-    running = _Running(job["spec"]["budget"]["epochs"])
+    running = _Running(job["spec"].get("budget", {}).get("epochs", 0))
     with Progress(
         TextColumn("job {task.fields[job_id]} {task.description}"),
         BarColumn(bar_width=24),

@@ -60,7 +60,8 @@ def pareto(job_id: Annotated[int, typer.Argument(help="job id")], url: UrlOption
 def export_rows(job: dict[str, Any], trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One flat row per trial: its own columns, one per objective value (named by the objective's
     metric), one per sampled parameter (``param_<name>``)."""
-    objectives = [o["metric"] for o in job["spec"]["objectives"]]
+    # imported results and submitted models have no objectives of their own: their value is the metric
+    objectives = [o["metric"] for o in job["spec"].get("objectives", [])] or [f"val_{job['metric']}"]
     names = sorted({name for trial in trials for name in trial["choices"]})
     rows = []
     for trial in trials:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from search_spaces.datasets import dataset_names, get_dataset
 from search_spaces.transforms import check_transform
 
-__all__ = ["FAILURE_KINDS", "ModelEpoch", "ModelFailure", "ModelResult", "ModelSubmission"]
+__all__ = ["FAILURE_KINDS", "ModelEpoch", "ModelFailure", "ModelResult", "ModelResults", "ModelSubmission"]
 
 
 def _choices(values: list[str] | tuple[str, ...]) -> str:
@@ -116,3 +116,8 @@ class ModelResult(BaseModel):
     saved: bool = Field(description="the result is in the store (save_to_db)")
     run_id: int | None = Field(description="the stored run (the run_id of its /v1/data rows)")
     isolation: str | None = Field(None, description="how the sandbox was cut off from the network")
+
+
+class ModelResults(BaseModel):
+    data: list[ModelResult]
+    count: int = Field(description="how many stored submissions match (data holds one page of them)")

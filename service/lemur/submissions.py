@@ -23,7 +23,13 @@ from search_spaces.datasets import DEFAULT_SPLIT, get_dataset
 
 from ..settings import Settings
 from ..store import Architecture, Job, JobStatus, Store, Trial, TrialEpoch, TrialState, utcnow
-from ..store.queries import find_architecture, metric_source_id, submitted_result, transform_source_id
+from ..store.queries import (
+    find_architecture,
+    metric_source_id,
+    submitted_models,
+    submitted_result,
+    transform_source_id,
+)
 from .contract import accuracy_to_time, chance_accuracy, model_name, ns_to_seconds, prm_id, seconds_to_ns
 from .sandbox import SandboxLimits, SandboxOutcome, run_in_sandbox
 from .schemas import ModelEpoch, ModelFailure, ModelResult, ModelSubmission
@@ -246,6 +252,14 @@ class ModelChecker:
             if trial is None or trial.origin != "submitted":
                 return None
             return self._from_trial(session, trial, cached=False)
+
+    def stored(
+        self, *, status: str | None = None, failure: str | None = None, limit: int = 100, offset: int = 0
+    ) -> tuple[list[ModelResult], int]:
+        """Stored submissions, newest first, and how many match."""
+        with self.store.read() as session:
+            trials, total = submitted_models(session, status=status, failure=failure, limit=limit, offset=offset)
+            return [self._from_trial(session, t, cached=False) for t in trials], total
 
     def _from_trial(self, session: Any, trial: Trial, *, cached: bool) -> ModelResult:
         job, arch = trial.job, trial.architecture

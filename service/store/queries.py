@@ -29,6 +29,7 @@ __all__ = [
     "list_trials",
     "metric_source_id",
     "request_cancel",
+    "submitted_models",
     "submitted_result",
     "trial_progress",
     "transform_source_id",
@@ -149,6 +150,25 @@ def trial_progress(
     query = _trial_query().where(Trial.job_id == job_id, moving).order_by(Trial.number)
     highest = session.scalar(select(func.max(Trial.number)).where(Trial.job_id == job_id))
     return list(session.scalars(query).all()), -1 if highest is None else highest
+
+
+def submitted_models(
+    session: Session, *, status: str | None = None, failure: str | None = None, limit: int = 100, offset: int = 0
+) -> tuple[list[Trial], int]:
+    """Submitted models (``POST /v1/models``), newest first, with their job, architecture and
+    epochs; ``status`` ok or failed, ``failure`` a failure kind (the stored failure's ``kind``)."""
+    where = [Trial.origin == "submitted"]
+    if status == "ok":
+        where.append(Trial.error.is_(None))
+    elif status == "failed":
+        where.append(Trial.error.is_not(None))
+    if failure is not None:
+        where.append(Trial.error.like(f'{{"kind": "{failure}"%'))  # the failure as submissions.py writes it
+    total = session.scalar(select(func.count()).select_from(Trial).where(*where)) or 0
+    rows = session.scalars(
+        _trial_query().options(selectinload(Trial.job)).where(*where).order_by(Trial.trial_id.desc()).limit(limit).offset(offset)
+    ).all()
+    return list(rows), total
 
 
 def get_trial(session: Session, trial_id: int) -> Trial:

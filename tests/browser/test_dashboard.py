@@ -23,6 +23,7 @@ from service.settings import Settings
 from service.store import Store, upgrade
 from tests.browser.conftest import LocalServer, Offline, screenshot
 from tests.service.bodies import job_body
+from tests.search_spaces.lemur_models import MLP_CODE
 from tests.service.jobs.test_logs import CHATTY
 from workers.inline_executor import InlineExecutor
 
@@ -80,6 +81,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalServer,
         }
         for job_id in jobs.values():
             wait(server, job_id)
+        # two submitted models (check_nn): one trains, one does not parse
+        for code in (MLP_CODE, MLP_CODE.replace("def forward(self, x):", "def forward(self, x)")):
+            model = {"nn_code": code, "task": "img-classification", "dataset": "digits", "metric": "acc",
+                     "prm": {"lr": 0.05, "momentum": 0.9, "dropout": 0.0, "batch": 64, "epoch": 1, "transform": "norm"}}
+            answer = httpx.post(f"{server.url}/v1/models", json=model, headers=AUTH, timeout=300)
+            assert answer.status_code == 200, answer.text
         yield server, jobs
 
 
@@ -123,6 +130,33 @@ def test_jobs_page_lists_the_jobs_and_follows_a_new_one_without_reloading(
     page.select_option("#state-filter", "running")
     page.wait_for_function("document.querySelectorAll('#jobs tbody tr').length === 0", timeout=10_000)
     assert not page.locator("#jobs-empty").is_hidden()
+    browse.check_clean()
+
+
+def test_jobs_page_lists_submitted_models_with_their_failure_kinds(
+    browse: Offline, lab: tuple[LocalServer, dict[str, int]]
+) -> None:
+    server, _ = lab
+    stored = read(server, "/v1/models")["data"]
+    page = browse.page("/")
+    page.wait_for_function(f"document.querySelectorAll('#models tbody tr').length === {len(stored)}", timeout=20_000)
+    rows = {int(r.get_attribute("data-run")): r.inner_text() for r in page.locator("#models tbody tr").all()}
+    for model in stored:
+        assert model["name"] in rows[model["run_id"]]
+        if model["failure"]:
+            assert f"{model['failure']['kind']}: " in rows[model["run_id"]] and "failed" in rows[model["run_id"]]
+        else:
+            assert "complete" in rows[model["run_id"]] and f"{model['accuracy']:.4f}" in rows[model["run_id"]]
+    page.select_option("#model-filter", "syntax")
+    page.wait_for_function("document.querySelectorAll('#models tbody tr').length === 1", timeout=10_000)
+    assert "syntax: " in page.locator("#models tbody tr").inner_text()
+    # a submitted model is a job of one trial: its page renders too
+    model_job = next(j for j in read(server, "/v1/jobs")["data"] if j["name"] == f"model {stored[-1]['name']}")
+    job_page = browse.page(f"/jobs/{model_job['id']}")
+    job_page.wait_for_selector('#trials tr[data-number="0"]')
+    assert "check_nn" in job_page.locator("[data-fact=sampler]").inner_text()
+    job_page.locator('#trials tr[data-number="0"] td.arch').click()
+    job_page.wait_for_function("document.querySelector('#trial-code').textContent.includes('class Net')")
     browse.check_clean()
 
 

@@ -10,7 +10,11 @@ const state = {
 };
 const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
 
-const objectives = () => state.job.spec.objectives;
+// imported results and submitted models (check_nn) are jobs without a search's spec: their one
+// objective is the dataset's metric on the validation split
+const objectives = () => state.job.spec.objectives ?? [{ metric: `val_${state.job.metric}`, direction: "maximize" }];
+const strategy = () => state.job.spec.strategy ?? { sampler: state.job.spec.kind === "model" ? "check_nn" : "imported", pruner: "none" };
+const epochsPlanned = () => state.job.spec.budget?.epochs ?? state.job.spec.prm?.epoch ?? "?";
 const done = (t) => t.state === "complete" && t.values;
 const sign = (o) => (o.direction === "maximize" ? 1 : -1);
 const frontNumbers = () => new Set(state.job.best_trials.map((t) => t.number));
@@ -28,7 +32,7 @@ function renderHead() {
   const facts = [
     ["space", job.search_space], ["dataset", `${job.dataset} (${job.task})`],
     ["objectives", objectives().map((o) => `${o.direction} ${o.metric}`).join(", ")],
-    ["sampler", `${job.spec.strategy.sampler}${job.spec.strategy.pruner !== "none" ? ` + ${job.spec.strategy.pruner}` : ""}`],
+    ["sampler", `${strategy().sampler}${strategy().pruner !== "none" ? ` + ${strategy().pruner}` : ""}`],
     ["trials", `${finished}/${job.max_trials ?? "∞"} (${job.counts.running} running, ${job.counts.pruned} pruned, ${job.counts.failed} failed)`],
     ["best", best], ["elapsed", duration(elapsed)], ["ETA", job.finished_at ? "done" : duration(eta)],
   ];
@@ -228,7 +232,7 @@ function renderTable() {
     }
     if (c.key === "state") return el("td", {}, stateBadge(t.state));
     const v = c.value(t);
-    if (c.key === "epochs") return el("td", { class: "num", text: `${v}/${state.job.spec.budget.epochs}` });
+    if (c.key === "epochs") return el("td", { class: "num", text: `${v}/${epochsPlanned()}` });
     if (c.key === "arch") return el("td", { class: "arch", title: v, text: v.length > 60 ? `${v.slice(0, 60)}…` : v });
     return el("td", { class: c.num ? "num" : null, text: fmt(v) });
   }))));

@@ -22,7 +22,7 @@ function progress(job) {
 
 function row(job) {
   const { elapsed, eta } = pace(job);
-  const objectives = job.spec.objectives.map((o) => `${o.direction === "maximize" ? "max" : "min"} ${o.metric}`).join(", ");
+  const objectives = (job.spec.objectives ?? []).map((o) => `${o.direction === "maximize" ? "max" : "min"} ${o.metric}`).join(", ");
   return el("tr", { "data-job": job.id },
     el("td", { class: "num" }, el("a", { href: `/jobs/${job.id}`, text: job.id })),
     el("td", {}, el("a", { href: `/jobs/${job.id}`, text: job.name })),
@@ -50,8 +50,40 @@ async function refresh() {
   }
 }
 
+const models = document.querySelector("#models tbody");
+const modelFilter = document.getElementById("model-filter");
+
+function modelRow(m) {
+  return el("tr", { "data-run": m.run_id },
+    el("td", { class: "num", text: m.run_id }),
+    el("td", { text: m.name, title: m.nn_id }),
+    el("td", { text: `${m.dataset} (${m.task})` }),
+    el("td", {}, stateBadge(m.status === "ok" ? "complete" : "failed")),
+    el("td", { class: "failure", title: m.failure?.message ?? "", text: m.failure ? `${m.failure.kind}: ${m.failure.message.slice(0, 80)}` : "" }),
+    el("td", { class: "num", text: fmt(m.accuracy) }),
+    el("td", { class: "num", text: fmt(m.params) }),
+    el("td", { class: "num", text: m.epochs.length }),
+    el("td", { class: "num", text: fmt(m.code_quality, 2) }));
+}
+
+async function refreshModels() {
+  const params = { limit: 100 };
+  const wanted = modelFilter.value;
+  if (wanted === "ok" || wanted === "failed") params.status = wanted;
+  else if (wanted) params.failure = wanted;
+  try {
+    const answer = await get("/v1/models", params);
+    models.replaceChildren(...answer.data.map(modelRow));
+    document.getElementById("models-count").textContent = `${answer.count} stored`;
+  } catch (error) {
+    toast(`Could not read the submitted models: ${error.message}`);
+  }
+}
+modelFilter.addEventListener("change", refreshModels);
+refreshModels();
+
 filter.addEventListener("change", () => { location.hash = filter.value ? `state=${filter.value}` : ""; refresh(); });
 const fromHash = new URLSearchParams(location.hash.slice(1)).get("state");
 if (fromHash) filter.value = fromHash;
 refresh();
-setInterval(() => { if (!document.hidden) refresh(); }, REFRESH_MS);
+setInterval(() => { if (!document.hidden) { refresh(); refreshModels(); } }, REFRESH_MS);

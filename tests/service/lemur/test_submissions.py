@@ -251,3 +251,27 @@ def test_a_submission_is_stored_and_reused_on_each_store(store_url: str) -> None
         unsaved = client.post("/v1/models", json={**body, "save_to_db": False, "seed": 1}, headers=AUTH).json()
         assert unsaved["status"] == "ok" and not unsaved["saved"] and unsaved["run_id"] is None
         assert client.get("/v1/data", params={"nn": first["name"]}).json()["count"] == 1
+
+
+def test_stored_submissions_list_with_their_failure_kinds(server: Server) -> None:
+    ok = submit(server, seed=11).json()
+    broken = submit(server, nn_code=FAILURES["syntax"][0], seed=11).json()
+    assert ok["status"] == "ok" and broken["failure"]["kind"] == "syntax"
+
+    def listed(**params: Any) -> dict[int, dict[str, Any]]:
+        answer = httpx.get(f"{server.url}/v1/models", params=params, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["count"] >= len(answer.json()["data"])
+        return {m["run_id"]: m for m in answer.json()["data"]}
+
+    everything = listed()
+    assert {ok["run_id"], broken["run_id"]} <= set(everything)
+    assert list(everything) == sorted(everything, reverse=True)  # newest first
+    assert everything[ok["run_id"]]["accuracy"] == ok["accuracy"] and everything[ok["run_id"]]["name"] == ok["name"]
+    syntax = listed(failure="syntax")
+    assert broken["run_id"] in syntax and ok["run_id"] not in syntax
+    assert all(m["failure"]["kind"] == "syntax" for m in syntax.values())
+    assert ok["run_id"] in listed(status="ok") and broken["run_id"] not in listed(status="ok")
+    assert broken["run_id"] in listed(status="failed")
+    wrong = httpx.get(f"{server.url}/v1/models", params={"failure": "typo"}, timeout=30)
+    assert wrong.status_code == 422 and "failure" in wrong.text

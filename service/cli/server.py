@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -90,7 +91,10 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 @app.command()
-def migrate(revision: Annotated[str, typer.Option(help="target revision")] = "head") -> None:
+def migrate(
+    revision: Annotated[str, typer.Option(help="target revision")] = "head",
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of text")] = False,
+) -> None:
     """Create or upgrade the store's tables (CELLAR_DATABASE_URL)."""
     from ..errors import StoreError
     from ..settings import get_settings
@@ -99,7 +103,7 @@ def migrate(revision: Annotated[str, typer.Option(help="target revision")] = "he
     store = Store(get_settings().database_url)
     try:
         upgrade(store, revision)
-        console.print(f"store {store.display_url} at revision {current_revision(store)}")
+        _say_revision(store, current_revision(store), as_json)
     except StoreError as error:
         err.print(f"[red]error:[/red] {error}")
         raise typer.Exit(1) from None
@@ -108,7 +112,10 @@ def migrate(revision: Annotated[str, typer.Option(help="target revision")] = "he
 
 
 @app.command()
-def downgrade(revision: Annotated[str, typer.Argument(help="target revision, 'base' drops every Cellar table")]) -> None:
+def downgrade(
+    revision: Annotated[str, typer.Argument(help="target revision, 'base' drops every Cellar table")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of text")] = False,
+) -> None:
     """Take the store's schema down to REVISION."""
     from ..settings import get_settings
     from ..store import Store, current_revision
@@ -117,6 +124,14 @@ def downgrade(revision: Annotated[str, typer.Argument(help="target revision, 'ba
     store = Store(get_settings().database_url)
     try:
         do_downgrade(store, revision)
-        console.print(f"store {store.display_url} at revision {current_revision(store)}")
+        _say_revision(store, current_revision(store), as_json)
     finally:
         store.dispose()
+
+
+def _say_revision(store: object, revision: str | None, as_json: bool) -> None:
+    url = store.display_url  # type: ignore[attr-defined]
+    if as_json:
+        typer.echo(json.dumps({"store": url, "revision": revision}))
+    else:
+        console.print(f"store {url} at revision {revision}")

@@ -40,6 +40,7 @@ def table_build(
     max_cells: Annotated[
         int | None, typer.Option("--max-cells", help="train only the first N cells of the grid's order")
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Train every cell of an NB-201 space through Ray into a results table (resumable)."""
     from pydantic import ValidationError
@@ -105,9 +106,15 @@ def table_build(
             raise typer.Exit(130) from None
         except CellarError as error:
             fail(error)
+    seconds = time.monotonic() - started
+    if as_json:
+        typer.echo(json.dumps({"table": name, "classes": final.classes, "covered": final.covered, "trained": final.trained,
+                               "duplicates": final.duplicates, "failed": final.failed, "seconds": round(seconds, 1),
+                               "store": url}))
+        return
     console.print(
         f"table {name}: {final.covered}/{final.classes} classes, {final.trained} cells trained, "
-        f"{final.duplicates} duplicates, {final.failed} failed, in {time.monotonic() - started:.0f} s; store {url}"
+        f"{final.duplicates} duplicates, {final.failed} failed, in {seconds:.0f} s; store {url}"
     )
 
 
@@ -119,6 +126,7 @@ def table_export(
         str | None,
         typer.Option("--database", help="store holding the table (default sqlite:///.cellar/tables/NAME.db)"),
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Write a results table to a compressed JSON-lines file: a header, then one record per cell."""
     from ..errors import CellarError
@@ -129,6 +137,9 @@ def table_export(
         cells = export_table(store, name, out)
     except CellarError as error:
         fail(error)
+    if as_json:
+        typer.echo(json.dumps({"table": name, "cells": cells, "path": str(out), "bytes": out.stat().st_size}))
+        return
     console.print(f"table {name}: {cells} cells written to {out} ({out.stat().st_size:,} bytes)")
 
 
@@ -137,6 +148,7 @@ def table_import(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="a file `cellar table export` wrote")],
     name: Annotated[str | None, typer.Option("--name", help="store it under this name (default: the file's)")] = None,
     database: DatabaseOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Load a results table into the store (default CELLAR_DATABASE_URL); running it twice adds nothing."""
     from ..errors import CellarError
@@ -148,6 +160,9 @@ def table_import(
         table, cells, added = import_table(store, file, name=name)
     except CellarError as error:
         fail(error)
+    if as_json:
+        typer.echo(json.dumps({"table": table, "cells": cells, "added": added, "already_stored": cells - added}))
+        return
     console.print(f"table {table}: {cells} cells in {file.name}, {added} added, {cells - added} already stored")
 
 

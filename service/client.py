@@ -58,12 +58,16 @@ class CellarClient:
         self.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._send(method, path, **kwargs).json()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The answer to one request; an unreachable server or an error answer raises CellarHTTPError."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as error:
             raise self._unreachable(error) from error
         self._raise_for(response)
-        return response.json()
+        return response
 
     def _unreachable(self, error: httpx.HTTPError) -> CellarHTTPError:
         return CellarHTTPError(
@@ -114,31 +118,16 @@ class CellarClient:
 
     def log(self, job_id: int, number: int) -> str:
         """What trial ``number`` of the job printed and warned."""
-        try:
-            response = self._http.get(f"/v1/jobs/{job_id}/trials/{number}/log")
-        except httpx.HTTPError as error:
-            raise self._unreachable(error) from error
-        self._raise_for(response)
-        return response.text
+        return self._send("GET", f"/v1/jobs/{job_id}/trials/{number}/log").text
 
     def weights(self, job_id: int, number: int) -> bytes:
         """The trial's trained weights: the bytes of a ``torch.save`` file (``torch.load(...,
         weights_only=True)`` reads it)."""
-        try:
-            response = self._http.get(f"/v1/jobs/{job_id}/trials/{number}/weights")
-        except httpx.HTTPError as error:
-            raise self._unreachable(error) from error
-        self._raise_for(response)
-        return response.content
+        return self._send("GET", f"/v1/jobs/{job_id}/trials/{number}/weights").content
 
     def optuna_db(self, job_id: int) -> bytes:
         """The job's study as an Optuna SQLite storage file (``GET /v1/jobs/{id}/optuna``)."""
-        try:
-            response = self._http.get(f"/v1/jobs/{job_id}/optuna", timeout=httpx.Timeout(60.0, read=600.0))
-        except httpx.HTTPError as error:
-            raise self._unreachable(error) from error
-        self._raise_for(response)
-        return response.content
+        return self._send("GET", f"/v1/jobs/{job_id}/optuna", timeout=httpx.Timeout(60.0, read=600.0)).content
 
     def pareto(self, job_id: int) -> dict[str, Any]:
         """The job's non-dominated trials and their hypervolume."""
@@ -176,11 +165,7 @@ class CellarClient:
 
     def delete(self, job_id: int) -> None:
         """Remove an ended (or queued) job with its trials and kept weights."""
-        try:
-            response = self._http.delete(f"/v1/jobs/{job_id}")
-        except httpx.HTTPError as error:
-            raise self._unreachable(error) from error
-        self._raise_for(response)
+        self._send("DELETE", f"/v1/jobs/{job_id}")
 
     def cancel(self, job_id: int) -> dict[str, Any]:
         return self._request("POST", f"/v1/jobs/{job_id}/cancel")

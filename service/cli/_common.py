@@ -14,7 +14,9 @@ from ..client import CellarClient, CellarHTTPError
 
 __all__ = [
     "DatabaseOption",
+    "JobArgument",
     "JsonOption",
+    "NumberArgument",
     "UrlOption",
     "app",
     "connect",
@@ -32,6 +34,8 @@ console = Console() if sys.stdout.isatty() else Console(width=400)
 err = Console(stderr=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+JobArgument = Annotated[int, typer.Argument(help="job id")]
+NumberArgument = Annotated[int, typer.Argument(help="the trial's number in the job (the # of `cellar trials`)")]
 UrlOption = Annotated[str | None, typer.Option("--url", help="server URL (default $CELLAR_URL or http://127.0.0.1:8000)")]
 DatabaseOption = Annotated[str | None, typer.Option("--database", help="SQLAlchemy URL of the store")]
 

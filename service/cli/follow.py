@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timezone
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from rich.table import Column
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..client import FINISHED, CellarClient, CellarHTTPError
-from ._common import JsonOption, UrlOption, app, connect, console, err, fail_http
+from ._common import JobArgument, JsonOption, UrlOption, app, connect, console, err, fail_http
 
 __all__ = ["best_text", "follow", "watch"]
 
@@ -167,7 +167,7 @@ def report(job: dict[str, Any]) -> None:
 
 
 @app.command()
-def watch(job_id: Annotated[int, typer.Argument(help="job id")], url: UrlOption = None, as_json: JsonOption = False) -> None:
+def watch(job_id: JobArgument, url: UrlOption = None, as_json: JsonOption = False) -> None:
     """Follow a job until it ends: trials done, running trials and their epoch, best so far, ETA.
     Ctrl-C stops following; the job goes on. --json prints each event as a JSON line."""
     with connect(url) as client:

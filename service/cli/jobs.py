@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from ..client import CellarHTTPError
-from ._common import JsonOption, UrlOption, app, connect, console, err, fail_http, fmt
+from ._common import JobArgument, JsonOption, NumberArgument, UrlOption, app, connect, console, err, fail_http, fmt
 from .follow import best_text, follow, report, stopped_following
 
 __all__ = ["cancel", "delete", "extend", "jobs", "logs", "submit", "trial", "trials"]
@@ -75,7 +75,7 @@ def jobs(
 
 
 @app.command()
-def trials(job_id: Annotated[int, typer.Argument(help="job id")], url: UrlOption = None, as_json: JsonOption = False) -> None:
+def trials(job_id: JobArgument, url: UrlOption = None, as_json: JsonOption = False) -> None:
     """List a job's trials: # is a trial's number in the job, id its global id."""
     with connect(url) as client:
         try:
@@ -109,8 +109,8 @@ def trials(job_id: Annotated[int, typer.Argument(help="job id")], url: UrlOption
 
 @app.command()
 def trial(
-    job_id: Annotated[int, typer.Argument(help="job id")],
-    number: Annotated[int, typer.Argument(help="the trial's number in the job (the # of `cellar trials`)")],
+    job_id: JobArgument,
+    number: NumberArgument,
     url: UrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -152,8 +152,8 @@ def trial(
 
 @app.command()
 def logs(
-    job_id: Annotated[int, typer.Argument(help="job id")],
-    number: Annotated[int, typer.Argument(help="the trial's number in the job (the # of `cellar trials`)")],
+    job_id: JobArgument,
+    number: NumberArgument,
     url: UrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -172,7 +172,7 @@ def logs(
 
 
 @app.command()
-def cancel(job_id: Annotated[int, typer.Argument(help="job id")], url: UrlOption = None, as_json: JsonOption = False) -> None:
+def cancel(job_id: JobArgument, url: UrlOption = None, as_json: JsonOption = False) -> None:
     """Cancel a job: running trials stop, finished ones stay."""
     with connect(url) as client:
         try:
@@ -187,7 +187,7 @@ def cancel(job_id: Annotated[int, typer.Argument(help="job id")], url: UrlOption
 
 @app.command()
 def extend(
-    job_id: Annotated[int, typer.Argument(help="job id")],
+    job_id: JobArgument,
     max_trials: Annotated[int | None, typer.Option("--max-trials", help="the job's new total of trials")] = None,
     time_limit: Annotated[float | None, typer.Option("--time", help="seconds more of search, from now")] = None,
     url: UrlOption = None,
@@ -208,7 +208,7 @@ def extend(
 
 @app.command()
 def delete(
-    job_id: Annotated[int, typer.Argument(help="job id")],
+    job_id: JobArgument,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask to confirm")] = False,
     url: UrlOption = None,
     as_json: JsonOption = False,

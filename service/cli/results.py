@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from ..client import CellarHTTPError
-from ._common import JsonOption, UrlOption, app, connect, console, err, fail, fail_http, fmt
+from ._common import JobArgument, JsonOption, NumberArgument, UrlOption, app, connect, console, err, fail, fail_http, fmt
 
 __all__ = ["best", "export", "export_optuna", "export_rows", "pareto", "weights"]
 
@@ -39,7 +39,7 @@ TRIAL_COLUMNS = (
 
 
 @app.command()
-def pareto(job_id: Annotated[int, typer.Argument(help="job id")], url: UrlOption = None, as_json: JsonOption = False) -> None:
+def pareto(job_id: JobArgument, url: UrlOption = None, as_json: JsonOption = False) -> None:
     """The job's Pareto set: the trials no other beats on every objective, and its hypervolume."""
     with connect(url) as client:
         try:
@@ -79,7 +79,7 @@ def export_rows(job: dict[str, Any], trials: list[dict[str, Any]]) -> list[dict[
 
 @app.command()
 def export(
-    job_id: Annotated[int, typer.Argument(help="job id")],
+    job_id: JobArgument,
     format_: Annotated[Literal["csv", "parquet"], typer.Option("--format", help="csv or parquet")] = "csv",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="file to write (default job-<id>.<format>; - for stdout, csv only)")] = None,
     url: UrlOption = None,
@@ -121,7 +121,7 @@ def _write_csv(handle: Any, columns: list[str], rows: list[dict[str, Any]]) -> N
 
 @app.command()
 def best(
-    job_id: Annotated[int, typer.Argument(help="job id")],
+    job_id: JobArgument,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write the code to this file")] = None,
     url: UrlOption = None,
     as_json: JsonOption = False,
@@ -149,8 +149,8 @@ def best(
 
 @app.command()
 def weights(
-    job_id: Annotated[int, typer.Argument(help="job id")],
-    number: Annotated[int, typer.Argument(help="the trial's number in the job (the # of `cellar trials`)")],
+    job_id: JobArgument,
+    number: NumberArgument,
     output: Annotated[Path, typer.Option("--output", "-o", help="folder to write model.py, weights.pt and load.py into")] = Path("."),
     url: UrlOption = None,
     as_json: JsonOption = False,
@@ -177,7 +177,7 @@ def weights(
 
 @app.command("export-optuna")
 def export_optuna(
-    job_id: Annotated[int, typer.Argument(help="job id")],
+    job_id: JobArgument,
     storage: Annotated[str, typer.Option("--storage", help="Optuna RDB storage URL, e.g. sqlite:///studies.db or postgresql+psycopg://...")],
     study_name: Annotated[str | None, typer.Option("--study-name", help="name of the study there (default cellar-job-<id>-<name>)")] = None,
     url: UrlOption = None,

@@ -73,6 +73,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalServer,
             "pareto": submit(server, job_body(name="cells-pareto", search_space=CELLS, objectives=TWO_OBJECTIVES,
                                               strategy={"sampler": "nsga2", "seed": 1, "cache": False},
                                               budget={"max_trials": 6, "epochs": 2, "parallelism": 1})),
+            "three": submit(server, job_body(name="cells-three", search_space=CELLS, objectives=[
+                *TWO_OBJECTIVES, {"metric": "flops", "direction": "minimize"}], strategy={"sampler": "random", "seed": 2},
+                budget={"max_trials": 4, "epochs": 1, "parallelism": 1})),
             "chatty": submit(server, job_body(name="prints", search_space={"kind": "code", "params": {"nn_code": CHATTY}},
                                               budget={"max_trials": 1, "epochs": 2, "parallelism": 1})),
             "kan": submit(server, job_body(name="kan-iris", search_space={"kind": "kan", "params": {}}, dataset="iris",
@@ -238,6 +241,22 @@ def test_two_objectives_show_their_pareto_front(browse: Offline, lab: tuple[Loca
     browse.check_clean()
 
 
+def test_three_objectives_show_their_front_in_parallel_coordinates(
+    browse: Offline, lab: tuple[LocalServer, dict[str, int]]
+) -> None:
+    server, jobs = lab
+    page = browse.page(f"/jobs/{jobs['three']}")
+    page.wait_for_selector("#pareto-box:not([hidden]) #plot-pareto .parcoords")
+    labels = page.locator("#plot-pareto .parcoords .axis-title").all_text_contents()
+    assert labels == ["val_accuracy (max)", "params (min)", "flops (min)"]
+    front = read(server, f"/v1/jobs/{jobs['three']}/pareto")["count"]
+    # the line colours: 1 for the non-dominated trials, 0 for the others
+    colours = page.evaluate("document.getElementById('plot-pareto').data[0].line.color")
+    assert sum(colours) == front > 0 and len(colours) == read(server, f"/v1/jobs/{jobs['three']}")["counts"]["complete"]
+    screenshot(page, "dashboard-job-three-objectives")
+    browse.check_clean()
+
+
 def test_a_kan_trial_is_drawn_as_its_layers(browse: Offline, lab: tuple[LocalServer, dict[str, int]]) -> None:
     server, jobs = lab
     trial = read(server, f"/v1/jobs/{jobs['kan']}/trials/0")
@@ -285,6 +304,9 @@ def test_a_running_job_page_updates_from_its_events(browse: Offline, lab: tuple[
     rows = page.locator("#trials tbody tr").all_inner_texts()
     assert all("3/3" in row for row in rows), rows
     page.wait_for_function("document.querySelectorAll('#plot-curves .scatterlayer .trace').length > 0")
+    # the "nothing yet" notes shown while it started are gone once the plots have data
+    page.wait_for_function("document.querySelectorAll('#plot-best .scatterlayer .point').length >= 3")
+    assert page.locator("#plot-best .empty, #plot-curves .empty").count() == 0
     browse.check_clean()
 
 

@@ -149,6 +149,7 @@ export function toast(text) {
 }
 
 export function plot(div, traces, layout = {}) {
+  for (const note of div.querySelectorAll(":scope > .empty")) note.remove();  // "no data yet" goes once there is
   const base = { margin: { l: 55, r: 15, t: 10, b: 40 }, hovermode: "closest", showlegend: traces.length > 1,
     legend: { orientation: "h", y: -0.25 }, font: { size: 11 } };
   window.Plotly.react(div, traces, { ...base, ...layout }, { displaylogo: false, responsive: true });

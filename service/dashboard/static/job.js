@@ -334,6 +334,9 @@ async function followJob() {
   }
 }
 
+// elapsed time and ETA move on between events
+setInterval(() => { if (state.job && !FINISHED.has(state.job.status) && !document.hidden) renderHead(); }, 1000);
+
 load().then(followJob).catch((error) => {
   $("job-title").textContent = `Job ${jobId}`;
   $("job-error").hidden = false;

@@ -10,8 +10,10 @@ Two kinds of event, each a JSON object:
   ``error``. Trials that ended before the stream began are not replayed: read them with
   ``GET /v1/jobs/{id}/trials``.
 
-The stream reads the store every ``events_poll_s`` seconds; the trial events of one poll come before
-its ``job`` event, and the stream ends after the ``job`` event of a finished job.
+The stream opens with a ``job`` event. Then, every ``events_poll_s`` seconds, it reads the job, then
+its trials, and sends the trial events since the last read before the job's event (when the job
+changed): a ``job`` event never counts a trial end that has not been told. It ends after the ``job``
+event of a finished job.
 """
 
 from __future__ import annotations
@@ -118,8 +120,10 @@ async def job_events(job_id: int, store: StoreDep, settings: SettingsDep, reques
     watch = TrialWatch(store, job_id)
 
     async def stream() -> AsyncIterator[str]:
-        view, last = first, None
+        view, last = first, first.model_dump_json()
+        yield _sse("job", last)  # the stream opens with the job as it is
         while True:
+            # trials are read after the job: every trial end the job's counts include is told first
             for event in await run_in_threadpool(watch.poll):
                 yield _sse("trial", event)
             snapshot = view.model_dump_json()

@@ -224,14 +224,16 @@ def test_events_stream_ends_with_the_finished_job(server: Server) -> None:
 def test_events_carry_each_trial_start_epochs_and_end(server: Server) -> None:
     """Followed from its submission, a job's stream tells every trial's start, each of its epochs
     with the metrics the store keeps, and its end, before the job's last event."""
-    job = submit(server, job_body(budget={"max_trials": 3, "epochs": 2, "parallelism": 2}))
+    # trained here (no cache hit on the module's earlier jobs): every trial has epochs to tell
+    job = submit(server, job_body(strategy={"sampler": "random", "seed": 31, "cache": False},
+                                  budget={"max_trials": 3, "epochs": 2, "parallelism": 2}))
     with httpx.stream("GET", f"{server.url}/v1/jobs/{job['id']}/events", timeout=120) as response:
         text = "".join(response.iter_text())
     events = [
         (block.split("\n")[0].removeprefix("event: "), json.loads(block.split("\n")[1].removeprefix("data: ")))
         for block in text.strip().split("\n\n")
     ]
-    assert events[-1][0] == "job" and events[-1][1]["status"] == "succeeded", events[-1]
+    assert events[0][0] == "job" and events[-1][0] == "job" and events[-1][1]["status"] == "succeeded", events[-1]
     trial_events = [data for name, data in events if name == "trial"]
     stored = {t["number"]: t for t in get(server, f"/v1/jobs/{job['id']}/trials")["data"]}
     assert sorted(stored) == [0, 1, 2]
@@ -364,7 +366,9 @@ def test_the_best_trials_weights_download_and_rebuild_its_network(server: Server
     from workers.protocol import TrialPayload
     from workers.runner import TrialRunner, _Active
 
-    job = server.wait(submit(server, job_body(name="weights", budget={"max_trials": 4, "epochs": 2, "parallelism": 2}))["id"])
+    body = job_body(name="weights", strategy={"sampler": "random", "seed": 32, "cache": False},
+                    budget={"max_trials": 4, "epochs": 2, "parallelism": 2})
+    job = server.wait(submit(server, body)["id"])
     best = get(server, f"/v1/jobs/{job['id']}/trials/{job['best_trial']['number']}")
     assert best["weights"] is True
     response = httpx.get(f"{server.url}/v1/jobs/{job['id']}/trials/{best['number']}/weights", timeout=30)

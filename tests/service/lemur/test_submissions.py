@@ -267,7 +267,7 @@ def test_stored_submissions_list_with_their_failure_kinds(server: Server) -> Non
     everything = listed()
     assert {ok["run_id"], broken["run_id"]} <= set(everything)
     assert list(everything) == sorted(everything, reverse=True)  # newest first
-    assert everything[ok["run_id"]]["accuracy"] == ok["accuracy"] and everything[ok["run_id"]]["name"] == ok["name"]
+    assert everything[ok["run_id"]]["accuracy"] == ok["accuracy"] and everything[ok["run_id"]]["nn_id"] == ok["nn_id"]
     syntax = listed(failure="syntax")
     assert broken["run_id"] in syntax and ok["run_id"] not in syntax
     assert all(m["failure"]["kind"] == "syntax" for m in syntax.values())

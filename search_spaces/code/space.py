@@ -84,7 +84,7 @@ def inspect_model_code(code: str) -> ModelCode:
 class CodeSpaceParams(SpaceParams):
     nn_code: str = Field(min_length=1, max_length=500_000, description="model source under LEMUR's contract")
     prefix: str | None = Field(
-        None, max_length=50, pattern=r"^[A-Za-z0-9_.]+$", description="model name prefix: <prefix>-<md5 of the code>"
+        None, max_length=50, pattern=r"^[A-Za-z0-9_.-]+$", description="model name prefix: <prefix>-<md5 of the code>; letters, digits, _ . -"
     )
     min_batch_exponent: int = Field(4, ge=0, le=16, description="smallest batch size, as a power of two")
     max_batch_exponent: int = Field(8, ge=0, le=16, description="largest batch size, as a power of two")

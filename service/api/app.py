@@ -17,7 +17,8 @@ from .. import __version__
 from ..lemur.submissions import ModelChecker
 from ..settings import Settings, get_settings
 from ..store import Store, check_schema
-from . import data, events, jobs, meta, models, trials
+from . import data, events, jobs, meta, models, summary, trials
+from ..agents.http import install_mcp
 from ..dashboard import install_dashboard
 from .docs import install_docs
 from .errors import install_error_handlers, responses
@@ -65,8 +66,10 @@ def create_app(settings: Settings | None = None, *, executor: object | None = No
             app.state.manager.start()
             app.state.shutdown.on_set(app.state.manager.request_stop)
         log.info("Cellar %s serving; store %s", __version__, store.display_url)
+        app.state.mcp.cellar_caller.headers = {"Authorization": f"Bearer {app.state.api_key}"}
         try:
-            yield
+            async with app.state.mcp.session_manager.run():
+                yield
         finally:
             app.state.shutdown.set()
             if app.state.manager is not None:
@@ -84,11 +87,12 @@ def create_app(settings: Settings | None = None, *, executor: object | None = No
         dependencies=[Depends(reject_unknown_query_parameters)],
     )
     app.state.shutdown = ShutdownSignal()  # CellarServer sets it; the lifespan binds it
-    for module in (meta, jobs, trials, events, data, models):
+    for module in (meta, jobs, summary, trials, events, data, models):
         app.include_router(module.router)
     install_error_handlers(app)
     install_docs(app, title="Cellar")
     install_dashboard(app)
+    app.state.mcp = install_mcp(app)
     if settings.reads_require_key:
         _document_keyed_reads(app)
     return app

@@ -6,15 +6,16 @@
 - ``results``: ``pareto``, ``export``, ``best``, ``weights``: what a job found;
 - ``arch``: build an architecture without training it;
 - ``tables``: ``table build|export|import|list``;
-- ``lemur``: ``import-lemur``.
+- ``lemur``: ``import-lemur``;
+- ``agents``: ``mcp``, the MCP tools over stdio.
 """
 
 from __future__ import annotations
 
-from . import server, jobs, follow, results, arch, tables, lemur  # noqa: F401  (each registers its commands on app)
+from . import server, jobs, follow, results, arch, tables, lemur, agents  # noqa: F401  (each registers its commands on app)
 from ._common import app
 
-__all__ = ["app", "arch", "follow", "jobs", "lemur", "main", "results", "server", "tables"]
+__all__ = ["agents", "app", "arch", "follow", "jobs", "lemur", "main", "results", "server", "tables"]
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ class ModelSubmission(BaseModel):
     )
     save_to_db: bool = Field(True, description="store the result (then /v1/data lists it)")
     prefix: str | None = Field(
-        None, max_length=50, pattern=r"^[A-Za-z0-9_.]+$", description="model name prefix: <prefix>-<md5 of the code>"
+        None, max_length=50, pattern=r"^[A-Za-z0-9_.-]+$", description="model name prefix: <prefix>-<md5 of the code>; letters, digits, _ . -"
     )
     epoch_limit_minutes: float = Field(30.0, gt=0, le=24 * 60, description="wall-clock limit of each epoch")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="training seed (also seeds the split)")

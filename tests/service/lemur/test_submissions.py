@@ -254,7 +254,9 @@ def test_a_submission_is_stored_and_reused_on_each_store(store_url: str) -> None
 
 
 def test_stored_submissions_list_with_their_failure_kinds(server: Server) -> None:
-    ok = submit(server, seed=11).json()
+    # nn-gpt's default prefix holds hyphens
+    ok = submit(server, seed=11, prefix="rl-bb-test1").json()
+    assert ok["name"] == f"rl-bb-test1-{md5(MLP_CODE)}", ok
     broken = submit(server, nn_code=FAILURES["syntax"][0], seed=11).json()
     assert ok["status"] == "ok" and broken["failure"]["kind"] == "syntax"
 

@@ -2,12 +2,12 @@
 # its workers must run the same Python, Ray and Cellar code.
 #
 #   docker build -t cellar .                                   # CPU torch
-#   docker build -t cellar:gpu --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 .
+#   docker build -t cellar:gpu --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu130 .
 #
 # The Python here is the one requirements.txt was resolved on (tests/test_compose.py checks it).
 FROM python:3.11-slim
 
-# where torch==2.13.0 comes from: the CPU build by default, a CUDA build for GPU workers
+# where torch==2.14.1 and torchvision==0.29.1 come from: the CPU builds by default, CUDA builds for GPU workers
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -18,7 +18,7 @@ WORKDIR /opt/cellar
 
 COPY requirements.txt constraints.txt ./
 # torch first, then everything else constrained to it (see constraints.txt), as `make install` does
-RUN pip install "torch==2.13.0" --index-url "${TORCH_INDEX_URL}" \
+RUN pip install "torch==2.14.1" "torchvision==0.29.1" --index-url "${TORCH_INDEX_URL}" \
  && pip install -c constraints.txt -r requirements.txt
 
 COPY pyproject.toml README.md ./

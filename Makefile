@@ -12,14 +12,15 @@ PYTEST_ARGS ?=
 
 install: $(STAMP)
 
-# torch==2.13.0 goes in first (its CPU wheel is on disk); every later install is constrained to it
-# so that no requirement can pull a newer, CUDA, torch.
+# torch==2.14.1 and torchvision==0.29.1 go in first (their wheels, CUDA 13 builds that also run on
+# the CPU, and their nvidia-* libraries are on disk: about 2 minutes, 5.5 GB); every later install
+# is constrained to them, so that no requirement can move torch.
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(BIN)/python -m pip install --quiet -c constraints.txt -r requirements.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt --no-deps -e .
-	$(BIN)/python -c "import torch; assert torch.version.cuda is None, 'a CUDA torch was installed'"
+	$(BIN)/python -c "import torch, torchvision; assert (torch.__version__, torchvision.__version__) == ('2.14.1', '0.29.1'), 'torch was moved'"
 	$(BIN)/python -m pip check
 	touch $(STAMP)
 

@@ -1,4 +1,4 @@
-"""Input transforms by LEMUR name, as torch ops on batches: torchvision has no CPU build here.
+"""Input transforms by LEMUR name, as torch ops on batches (whole batches at once, where LEMUR runs torchvision per image).
 
 A name parses into a ``TransformSpec`` (family, size, flips, resize, crop); ``TRANSFORMS`` lists the
 accepted patterns and ``FAMILIES`` what each family does. ``transform_source(name)`` is one standalone file

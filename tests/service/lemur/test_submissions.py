@@ -277,3 +277,51 @@ def test_stored_submissions_list_with_their_failure_kinds(server: Server) -> Non
     assert broken["run_id"] in listed(status="failed")
     wrong = httpx.get(f"{server.url}/v1/models", params={"failure": "typo"}, timeout=30)
     assert wrong.status_code == 422 and "failure" in wrong.text
+
+
+TORCHVISION_MODEL = """
+import torch
+import torchvision
+from torch import nn
+from torchvision.ops import MLP, StochasticDepth
+
+
+def supported_hyperparameters():
+    return {"lr", "momentum"}
+
+
+class Net(nn.Module):
+    def __init__(self, in_shape, out_shape, prm, device):
+        super().__init__()
+        self.device = device
+        features = 1
+        for size in in_shape[1:]:
+            features *= size
+        self.body = MLP(features, [64, out_shape[0]], activation_layer=nn.ReLU)
+        self.drop = StochasticDepth(0.1, "row")
+        self.version = torchvision.__version__
+
+    def forward(self, x):
+        return self.drop(self.body(x.flatten(1)))
+
+    def train_setup(self, prm):
+        self.to(self.device)
+        self.criteria = (nn.CrossEntropyLoss().to(self.device),)
+        self.optimizer = torch.optim.SGD(self.parameters(), lr=prm["lr"], momentum=prm["momentum"])
+
+    def learn(self, train_data):
+        self.train()
+        for inputs, labels in train_data:
+            inputs, labels = inputs.to(self.device), labels.to(self.device)
+            self.optimizer.zero_grad()
+            loss = self.criteria[0](self(inputs), labels)
+            loss.backward()
+            self.optimizer.step()
+"""
+
+
+def test_a_model_built_on_torchvision_trains(server: Server) -> None:
+    """LEMUR's classic models and much generated code import torchvision: it is there for them."""
+    result = submit(server, nn_code=TORCHVISION_MODEL, seed=5).json()
+    assert result["status"] == "ok", result["failure"]
+    assert result["accuracy"] > 0.5 and result["params"] == 64 * 64 + 64 + 64 * 10 + 10

@@ -20,7 +20,7 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(BIN)/python -m pip install --quiet -c constraints.txt -r requirements.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt --no-deps -e .
-	$(BIN)/python -c "import torch, torchvision; assert (torch.__version__, torchvision.__version__) == ('2.14.1', '0.29.1'), 'torch was moved'"
+	$(BIN)/python -c "import torch, torchvision; v = (torch.__version__.split('+')[0], torchvision.__version__.split('+')[0]); assert v == ('2.14.1', '0.29.1'), f'torch was moved: {v}'"
 	$(BIN)/python -m pip check
 	touch $(STAMP)
 

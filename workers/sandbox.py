@@ -308,8 +308,13 @@ def main() -> None:
         _fail(report, failure, code, passed)
         return
 
-    # everything the harness needs is imported and loaded before the code may run
+    # everything the harness needs is imported and loaded before the code may run; torchvision too,
+    # with its compiled operators (loaded through ctypes, which the audit hook refuses afterwards):
+    # LEMUR's models and generated code import it
     import torch
+    import torchvision.ops
+
+    assert torchvision.ops.nms is not None  # its compiled operators are loaded now
 
     from .nn_module import load_nn_module
     from .protocol import TrialPayload

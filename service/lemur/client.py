@@ -112,14 +112,32 @@ class ModelCheckError(RuntimeError):
 
 
 def _write_stat(save_path: str | Path, result: dict[str, Any]) -> None:
-    """The result's epochs as LEMUR statistics files (``cellar import-lemur`` reads them back)."""
-    folder = Path(save_path) / f"{result['task']}_{result['dataset']}_{result['metric']}_{result['name']}"
+    """The result's epochs as LEMUR's ``check_nn`` writes them: ``<save_path>/<epoch>.json``, each a
+    list of records (the ``prm`` with ``uid``, ``duration``, ``duration_seconds``, ``accuracy``,
+    ``train_stat``, and ``task``, ``dataset``, ``metric``, ``model``), added to what the file holds
+    and sorted by accuracy, best first (nn-gpt's evaluator reads ``1.json``)."""
+    folder = Path(save_path)
     folder.mkdir(parents=True, exist_ok=True)
     for epoch in result["epochs"]:
-        record = {**result["prm"], "accuracy": epoch["accuracy"], "duration": epoch["duration"], "uid": result["prm_id"]}
+        record = {
+            **result["prm"],
+            "uid": result["prm_id"],
+            "duration": epoch["duration"],
+            "duration_seconds": round(epoch["duration"] / 1e9, 2),
+            "accuracy": epoch["accuracy"],
+            # LEMUR's "test" loss is measured on what Cellar calls the validation split
+            "train_stat": {"train_loss": epoch["loss"], "test_loss": epoch["val_loss"], "epoch_max": len(result["epochs"])},
+            "task": result["task"],
+            "dataset": result["dataset"],
+            "metric": result["metric"],
+            "model": result["name"],
+        }
         path = folder / f"{epoch['epoch']}.json"
         records = json.loads(path.read_text()) if path.exists() else []
-        path.write_text(json.dumps([*records, record], indent=4, sort_keys=True))
+        if isinstance(records, dict):
+            records = [records]
+        records = sorted([*records, record], key=lambda r: r["accuracy"] if r.get("accuracy") is not None else -1, reverse=True)
+        path.write_text(json.dumps(records, indent=4))
 
 
 def check_nn(
@@ -143,8 +161,8 @@ def check_nn(
     accuracy_to_time, code_quality)``; a model that fails raises ``ModelCheckError``.
 
     ``prm`` holds ``batch``, ``epoch`` (epochs), ``transform`` and the model's own values (``lr``,
-    ``momentum``, ...). ``save_path`` also writes the statistics there as LEMUR's
-    ``<task>_<dataset>_<metric>_<name>/<epoch>.json``. ``export_onnx`` and ``transform_dir``
+    ``momentum``, ...). With ``save_to_db``, ``save_path`` also writes the statistics there as
+    LEMUR's ``check_nn`` does: ``<save_path>/<epoch>.json``. ``export_onnx`` and ``transform_dir``
     (custom transform files) are LEMUR features Cellar does not have: passing them is an error.
     """
     if export_onnx:
@@ -169,6 +187,6 @@ def check_nn(
         result = client.submit_model(body)
     if result["status"] != "ok":
         raise ModelCheckError(result)
-    if save_path is not None:
+    if save_path is not None and save_to_db:  # LEMUR writes its files only when it saves
         _write_stat(save_path, result)
     return result["name"], result["accuracy"], result["accuracy_to_time"], result["code_quality"]

@@ -66,10 +66,14 @@ def test_check_nn_trains_a_model_file_and_returns_lemurs_tuple(server: Server, t
     assert [r["epoch"] for r in rows] == [1, 2] and rows[-1]["accuracy"] == accuracy
     assert rows[0]["nn_code"] == MLP_CODE and rows[0]["nn_id"] == md5(MLP_CODE) and rows[0]["search_space"] == "code"
     assert "def transform(norm)" in rows[0]["transform_code"] and rows[0]["prm"]["lr"] == PRM["lr"]
-    # save_path: LEMUR's statistics files
-    stat = tmp_path / f"img-classification_digits_acc_{name}"
-    records = json.loads((stat / "2.json").read_text())
+    # save_path: LEMUR's layout, <save_path>/<epoch>.json, where nn-gpt's evaluator reads 1.json
+    records = json.loads((tmp_path / "2.json").read_text())
     assert records[0]["accuracy"] == accuracy and records[0]["uid"] == rows[0]["prm_id"] and records[0]["lr"] == PRM["lr"]
+    assert (records[0]["model"], records[0]["task"], records[0]["dataset"], records[0]["metric"]) == (
+        name, "img-classification", "digits", "acc")
+    assert records[0]["duration"] == rows[-1]["duration"] and "train_loss" in records[0]["train_stat"]
+    first_epoch = json.loads((tmp_path / "1.json").read_text())
+    assert [r["accuracy"] for r in first_epoch] == [rows[0]["accuracy"]]
     # the same code and prm again: the stored result, not a second training
     again = submit(server, prefix="mlp").json()
     assert again["cached"] and again["accuracy"] == accuracy and again["run_id"] == rows[0]["run_id"]
@@ -79,6 +83,15 @@ def test_check_nn_trains_a_model_file_and_returns_lemurs_tuple(server: Server, t
     other = submit(server, prefix="mlp", prm={**PRM, "lr": 0.02, "epoch": 1}).json()
     assert other["status"] == "ok" and not other["cached"] and other["run_id"] != again["run_id"]
     assert first > 1.0  # a real training in a fresh process (the cached answer is the quick one)
+    # a second training's records join the file, best first, as LEMUR's save_results keeps them
+    check_nn(MLP_CODE, "img-classification", "digits", "acc", {**PRM, "lr": 0.03, "epoch": 1}, save_path=tmp_path,
+             url=server.url, api_key=KEY)
+    merged = json.loads((tmp_path / "1.json").read_text())
+    assert len(merged) == 2 and merged[0]["accuracy"] >= merged[1]["accuracy"]
+    # without save_to_db LEMUR writes no file, and neither does Cellar
+    check_nn(MLP_CODE, "img-classification", "digits", "acc", PRM, save_to_db=False, save_path=tmp_path / "none",
+             url=server.url, api_key=KEY)
+    assert not (tmp_path / "none").exists()
 
 
 LOOP = "while True:\n    pass"

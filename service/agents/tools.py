@@ -165,7 +165,7 @@ def build_server(call: ApiCaller) -> MCPServer:
         save_to_db: bool = True,
     ) -> dict[str, Any]:
         """Train model code in Cellar's sandbox (LEMUR's check_nn); answers its accuracy, or its
-        failure: kind (syntax, contract, shape, nan_loss, oom, timeout, runtime), message, line."""
+        failure: kind (syntax, contract, shape, nan_loss, oom, timeout, runtime, accuracy), message, line."""
         body: dict[str, Any] = {"nn_code": nn_code, "task": task, "dataset": dataset, "metric": metric, "prm": prm,
                                 "save_to_db": save_to_db}
         if prefix is not None:

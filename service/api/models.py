@@ -37,7 +37,7 @@ def list_models(
     request: Request,
     status: Annotated[Literal["ok", "failed"] | None, Query()] = None,
     failure: Annotated[
-        Literal["syntax", "contract", "shape", "nan_loss", "oom", "timeout", "runtime"] | None,
+        Literal["syntax", "contract", "shape", "nan_loss", "oom", "timeout", "runtime", "accuracy"] | None,
         Query(description="only failures of this kind"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,

@@ -154,6 +154,7 @@ def check_nn(
     transform_dir: str | Path | None = None,
     *,
     seed: int = 0,
+    accuracy_gate: bool = True,
     url: str | None = None,
     api_key: str | None = None,
 ) -> tuple[str, float, float, float]:
@@ -181,6 +182,7 @@ def check_nn(
         "save_to_db": save_to_db,
         "prefix": prefix,
         "epoch_limit_minutes": epoch_limit_minutes,
+        "accuracy_gate": accuracy_gate,
         "seed": seed,
     }
     with CellarClient(url, api_key) as client:

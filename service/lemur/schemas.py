@@ -16,7 +16,7 @@ def _choices(values: list[str] | tuple[str, ...]) -> str:
     return ", ".join(repr(v) for v in values)
 
 
-FAILURE_KINDS = ("syntax", "contract", "shape", "nan_loss", "oom", "timeout", "runtime")
+FAILURE_KINDS = ("syntax", "contract", "shape", "nan_loss", "oom", "timeout", "runtime", "accuracy")
 
 
 class ModelSubmission(BaseModel):
@@ -38,6 +38,11 @@ class ModelSubmission(BaseModel):
     )
     epoch_limit_minutes: float = Field(30.0, gt=0, le=24 * 60, description="wall-clock limit of each epoch")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="training seed (also seeds the split)")
+    accuracy_gate: bool = Field(
+        True,
+        description="LEMUR's gate: a classifier whose accuracy after an epoch is not above 1.2 x chance fails "
+        "(kind 'accuracy'), keeping only the epochs before; false trains every epoch whatever the accuracy",
+    )
 
     @field_validator("dataset")
     @classmethod
@@ -71,7 +76,7 @@ class ModelSubmission(BaseModel):
 
 
 class ModelFailure(BaseModel):
-    kind: Literal["syntax", "contract", "shape", "nan_loss", "oom", "timeout", "runtime"]
+    kind: Literal["syntax", "contract", "shape", "nan_loss", "oom", "timeout", "runtime", "accuracy"]
     message: str = Field(description="what went wrong and, where it can, how to fix it")
     line: int | None = Field(None, description="syntax: the line of the code")
     traceback: str | None = Field(None, description="runtime, shape: the traceback from the model's own frames")

@@ -55,6 +55,42 @@ def _cache_key(submission: ModelSubmission, samples: int) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _below_the_gate(
+    submission: ModelSubmission, epochs: list[ModelEpoch], out_shape: list[int]
+) -> tuple[int, ModelFailure] | None:
+    """LEMUR's accuracy gate (``Util.good``): the first epoch of a classifier whose accuracy is not
+    above 1.2 x chance, as (its index, the failure); None when every epoch passes or it is off."""
+    if not submission.accuracy_gate or submission.metric != "acc":
+        return None
+    chance = chance_accuracy(out_shape, submission.metric)
+    for index, epoch in enumerate(epochs):
+        if epoch.accuracy is None or epoch.accuracy <= 1.2 * chance:
+            return index, ModelFailure(
+                kind="accuracy",
+                message=(
+                    f"accuracy {epoch.accuracy} after epoch {epoch.epoch} is not above 1.2 x chance "
+                    f"({1.2 * chance:.4f} for {submission.dataset}), LEMUR's minimum: the model barely learns. "
+                    "Check its learning rate and output layer, or submit with accuracy_gate=false to keep it anyway"
+                ),
+            )
+    return None
+
+
+def _gate_cached(submission: ModelSubmission, result: ModelResult, out_shape: list[int]) -> ModelResult:
+    """A stored result (trained with the gate off, perhaps) as the gate of this submission judges it."""
+    gated = _below_the_gate(submission, result.epochs, out_shape)
+    if gated is None:
+        return result
+    index, failure = gated
+    kept = result.epochs[:index]
+    accuracy = kept[-1].accuracy if kept else None
+    duration = kept[-1].duration if kept else None
+    return result.model_copy(update={
+        "status": "failed", "failure": failure, "epochs": kept, "accuracy": accuracy, "duration": duration,
+        "accuracy_to_time": accuracy_to_time(accuracy, chance_accuracy(out_shape, result.metric), duration),
+    })
+
+
 def _model_result(
     *, code: str, epochs: list[ModelEpoch], failure: ModelFailure | None, out_shape: list[int], **fields: Any
 ) -> ModelResult:
@@ -89,7 +125,7 @@ class ModelChecker:
         with self.store.read() as session:
             stored = submitted_result(session, key)
             if stored is not None:
-                return self._from_trial(session, stored, cached=True)
+                return _gate_cached(submission, self._from_trial(session, stored, cached=True), list(info.out_shape))
         payload = {
             "trial_id": 0,
             "job_id": 0,
@@ -133,6 +169,10 @@ class ModelChecker:
             for e in outcome.epochs
         ]
         failure = None
+        gated = _below_the_gate(submission, epochs, out_shape) if outcome.failure is None else None
+        if gated is not None:
+            index, failure = gated
+            epochs = epochs[:index]  # LEMUR raises in that epoch: the ones before it stand
         if outcome.failure is not None:
             known = {k: v for k, v in outcome.failure.items() if k in ModelFailure.model_fields}
             failure = ModelFailure(**known)
@@ -231,7 +271,8 @@ class ModelChecker:
             )
             session.add(trial)
             session.flush()
-            for epoch, reported in zip(result.epochs, outcome.epochs, strict=True):
+            # the reported epochs the result keeps (a gated result keeps those before the gate)
+            for epoch, reported in zip(result.epochs, outcome.epochs[: len(result.epochs)], strict=True):
                 session.add(
                     TrialEpoch(
                         trial_id=trial.trial_id,

@@ -39,9 +39,12 @@ class ArtifactStore:
             return set()
         return {int(p.stem.removeprefix("trial-")) for p in folder.glob("trial-*.pt")}
 
-    def keep_only(self, job_id: int, numbers: set[int]) -> list[int]:
-        """Remove the job's weights but those of ``numbers``; returns the numbers removed."""
-        removed = sorted(self.kept(job_id) - numbers)
+    def keep_only(self, job_id: int, numbers: set[int], *, judged: set[int] | None = None) -> list[int]:
+        """Remove the job's weights but those of ``numbers``, among the trials in ``judged`` (all,
+        without it): a trial whose worker has written its file but whose end the manager has not yet
+        recorded keeps it until it is judged. Returns the numbers removed."""
+        on_disk = self.kept(job_id)
+        removed = sorted((on_disk if judged is None else on_disk & judged) - numbers)
         for number in removed:
             self.weights(job_id, number).unlink(missing_ok=True)
         return removed
@@ -85,4 +88,5 @@ class KeptWeights:
         that a job holds at most ``keep`` files once its trials are judged); returns their numbers."""
         with self.store.read() as session:
             trained = runs.trained_results(session, self.job_id)
-        return self.artifacts.keep_only(self.job_id, kept_numbers(self.directions, self.keep, trained))
+        judged = {t.number for t in trained}
+        return self.artifacts.keep_only(self.job_id, kept_numbers(self.directions, self.keep, trained), judged=judged)

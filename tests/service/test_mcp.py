@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,13 @@ from workers.inline_executor import InlineExecutor
 pytestmark = pytest.mark.timeout(300)
 
 KEY = "mcp-key"
+
+
+def run(session: Any) -> Any:
+    """``anyio.run(session)`` on a thread of its own: a test session's browser fixture (Playwright's
+    sync API) may hold this thread's event loop."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(anyio.run, session).result()
 TOOLS = {"list_search_spaces", "list_datasets", "list_strategies", "submit_job", "job_status", "job_summary",
          "pareto_set", "cancel_job", "query_results", "prompt_examples", "submit_model"}
 
@@ -83,7 +91,7 @@ def test_an_agent_searches_reads_and_submits_code_over_http(server: LocalServer)
             return dict(tools=tools, spaces=spaces, job=job, status=status, summary=summary, rows=rows,
                         examples=examples, broken=broken, refused=refused, missing=missing)
 
-    seen = anyio.run(session)
+    seen = run(session)
     assert TOOLS <= seen["tools"]
     assert {s["kind"] for s in seen["spaces"]} >= {"nb201", "gnn", "kan", "code"}
     assert seen["job"]["status"] == "queued" and seen["status"]["status"] == "succeeded"
@@ -111,7 +119,7 @@ def test_the_http_endpoint_needs_the_key(server: LocalServer) -> None:
             await client.list_tools()
 
     with pytest.raises(Exception):  # noqa: B017 - the SDK raises its own error for the 401
-        anyio.run(wrong_key)
+        run(wrong_key)
 
 
 def test_cellar_mcp_serves_the_tools_over_stdio(server: LocalServer, tmp_path: Path) -> None:
@@ -126,6 +134,6 @@ def test_cellar_mcp_serves_the_tools_over_stdio(server: LocalServer, tmp_path: P
             tools = {tool.name for tool in (await client.list_tools()).tools}
             return tools, structured(await client.call_tool("list_datasets", {}))
 
-    tools, datasets = anyio.run(session)
+    tools, datasets = run(session)
     assert TOOLS <= tools
     assert {"digits", "iris", "karate"} <= {d["name"] for d in datasets}

@@ -298,11 +298,14 @@ def test_fractional_gpus_pack_two_parallel_one_thread_trials_onto_one_gpu(cluste
         events = drive(executor, {1: 2, 2: 2})
         assert [e.kind for e in events].count("final") == 2, [e.error for e in events if e.kind == "error"]
 
-        # a trial that does use its GPU, on one of those workers: torch here has no CUDA, and says so
+        # a trial that does use its GPU, on one of those workers: this machine has no GPU, and says so
+        import torch
+
         executor.start_trial(9001, payload(RESNET, channels=4, trial_id=3, epochs=1, use_gpu=True))
         (error,) = drive(executor, {3: 1})
         assert error.kind == "error" and error.error_type == "GPUUnavailable"
-        assert f"/{WORKER_IP}:" in (error.error or "") and "CPU-only build" in (error.error or "")
+        reason = "CPU-only build" if torch.version.cuda is None else f"(CUDA {torch.version.cuda}) finds no usable CUDA device"
+        assert f"/{WORKER_IP}:" in (error.error or "") and reason in (error.error or ""), error.error
         assert "GPUs assigned to it: 0;" in (error.error or "")
     finally:
         executor.close_job(9001)

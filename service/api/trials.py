@@ -90,7 +90,7 @@ def get_weights(
     artifacts = ArtifactStore(settings.artifacts_dir)
     with store.read() as session:
         trial = queries.get_trial_by_number(session, job_id, number)
-        trained = queries.get_trial(session, trial.duplicate_of_trial_id) if trial.duplicate_of_trial_id else trial
+        trained = _trained(session, trial)
         keep = queries.get_job(session, job_id).spec.get("keep_weights")
         name = trial.architecture.nn_name if trial.architecture else f"job{job_id}-trial{number}"
     path = artifacts.weights(trained.job_id, trained.number)
@@ -119,6 +119,13 @@ def _with_code(session: Session, trial: Trial, artifacts: ArtifactStore) -> Tria
     job = queries.get_job(session, trial.job_id)
     public = trial_public(trial, job.metric, with_code=True)
     public.drawing = drawing(job, trial)
-    trained = queries.get_trial(session, trial.duplicate_of_trial_id) if trial.duplicate_of_trial_id else trial
+    trained = _trained(session, trial)
     public.weights = artifacts.weights(trained.job_id, trained.number).is_file()
     return public
+
+
+def _trained(session: Session, trial: Trial) -> Trial:
+    """The trial whose training stands for ``trial``: its original when it is a duplicate or a
+    cache hit (whose weights are the original's), else itself."""
+    return queries.get_trial(session, trial.duplicate_of_trial_id) if trial.duplicate_of_trial_id else trial
+

@@ -2,7 +2,7 @@
 
 from ._store import Store
 from .migrate import VERSION_TABLE, check_schema, current_revision, downgrade, head_revision, upgrade
-from .models import Architecture, Base, Job, JobStatus, Source, Trial, TrialEpoch, TrialState, signed_score, utcnow
+from .models import Architecture, Base, Job, JobStatus, NnStat, Source, Trial, TrialEpoch, TrialState, signed_score, utcnow
 
 # imported here so that Base.metadata (models = migrations, Alembic) always holds the tables too
 from .tabular import TabularResult, TabularTable
@@ -13,6 +13,7 @@ __all__ = [
     "Base",
     "Job",
     "JobStatus",
+    "NnStat",
     "Source",
     "Store",
     "TabularResult",

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -150,6 +151,24 @@ class Architecture(Base):
     nn_name: Mapped[str] = mapped_column(String(200), index=True)
     #: None for models known only by name (LEMUR statistics imported without their model files)
     nn_code: Mapped[str | None] = mapped_column(Text)
+    #: MinHash signature of ``nn_code`` (LEMUR's: 128 values, 7-token shingles), filled when first
+    #: needed by a similarity query (``service.lemur.similarity``)
+    code_minhash: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NnStat(Base):
+    """LEMUR's architecture statistics (its ``nn_stat``) of one network built with one
+    hyperparameter set: what the worker measured on the model it trained (layers, parameters,
+    FLOPs, memory, ...). The code-only statistics are derived from ``nn_code`` when read."""
+
+    __tablename__ = "cellar_nn_stats"
+
+    architecture_id: Mapped[int] = mapped_column(
+        ForeignKey("cellar_architectures.architecture_id", ondelete="CASCADE"), primary_key=True
+    )
+    prm_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stats: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -31,7 +31,7 @@ from service.store import (
 from service.store import queries
 from service.store.data import DataQuery, data_rows
 
-CELLAR_TABLES = {"cellar_jobs", "cellar_architectures", "cellar_trials", "cellar_trial_epochs", "cellar_sources"}
+CELLAR_TABLES = {"cellar_jobs", "cellar_architectures", "cellar_trials", "cellar_trial_epochs", "cellar_sources", "cellar_nn_stats"}
 
 
 def tables(store: Store) -> set[str]:
@@ -45,7 +45,7 @@ def test_migrations_upgrade_downgrade_upgrade(empty_store: Store) -> None:
     upgrade(empty_store)
     assert CELLAR_TABLES | {VERSION_TABLE} <= tables(empty_store)
     assert "alembic_version" not in tables(empty_store)
-    assert current_revision(empty_store) == head_revision() == "0007"
+    assert current_revision(empty_store) == head_revision() == "0008"
     check_schema(empty_store)
     downgrade(empty_store, "base")
     assert not (CELLAR_TABLES & tables(empty_store))

@@ -165,9 +165,12 @@ async function renderImportance() {
   const complete = [...state.trials.values()].filter(done).length;
   if (complete < 2) return empty(div, "two complete trials are needed");
   if (state.importanceAt !== complete) {
-    state.importanceAt = complete;
+    // a failed fetch (the server restarting) leaves the count unset, so the next render asks again;
+    // a render that overlaps a fetch in flight draws nothing until that fetch has answered
     try { state.importance = await get(`/v1/jobs/${jobId}/importance`); } catch (error) { return empty(div, error.detail ?? error.message); }
+    state.importanceAt = complete;
   }
+  if (!state.importance) return;
   const shown = state.importance.objectives.filter((o) => Object.keys(o.importances).length);
   if (!shown.length) return empty(div, "no parameter varies yet");
   plot(div, shown.map((o) => {

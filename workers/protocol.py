@@ -93,6 +93,8 @@ class SetupReport:
     threads: int = 1
     #: the GPUs Ray assigned to this worker (``ray.get_gpu_ids()``; outside Ray, CUDA_VISIBLE_DEVICES)
     gpu_ids: list[str] = field(default_factory=list)
+    #: LEMUR's ``nn_stat`` values of the built model (``workers.nn_stats.measure_model``)
+    nn_stats: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

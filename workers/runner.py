@@ -35,6 +35,7 @@ from search_spaces.metrics import metric_module
 from search_spaces.transforms import load_transform
 
 from .nn_module import load_nn_module
+from .nn_stats import measure_model
 from .protocol import EpochReport, FinalReport, SetupReport, TrialPayload
 from .tasks import Prepared, prepare
 
@@ -336,6 +337,7 @@ class TrialRunner:
         )
         report = SetupReport(
             num_params=num_params,
+            nn_stats=measure_model(model),
             flops=flops,
             latency_ms=latency_ms,
             in_shape=list(in_shape),

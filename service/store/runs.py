@@ -12,7 +12,8 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from .models import Job, JobStatus, Trial, TrialEpoch, TrialState, utcnow
+from ..lemur.contract import prm_id
+from .models import Job, JobStatus, NnStat, Trial, TrialEpoch, TrialState, utcnow
 
 __all__ = [
     "append_log",
@@ -23,6 +24,7 @@ __all__ = [
     "job_trials",
     "mark_started",
     "record_epoch",
+    "record_nn_stats",
     "record_setup",
     "restart_interrupted",
     "save_study_attrs",
@@ -116,6 +118,14 @@ def record_setup(session: Session, trial_id: int, data: dict[str, Any]) -> None:
     if trial.architecture is not None and trial.architecture.num_params is None:
         trial.architecture.num_params = int(data["num_params"])
         trial.architecture.flops = data.get("flops")
+    if trial.architecture_id is not None and data.get("nn_stats"):
+        record_nn_stats(session, trial.architecture_id, trial.prm_id or prm_id(trial.prm or {}), data["nn_stats"])
+
+
+def record_nn_stats(session: Session, architecture_id: int, uid: str, stats: dict[str, Any]) -> None:
+    """LEMUR's ``nn_stat`` of a network built with the hyperparameter set ``uid`` (first one kept)."""
+    if session.get(NnStat, (architecture_id, uid)) is None:
+        session.add(NnStat(architecture_id=architecture_id, prm_id=uid, stats=stats))
 
 
 def append_log(session: Session, trial_id: int, text: str) -> None:

@@ -6,15 +6,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, literal, or_, select, true
+from sqlalchemy import Subquery, and_, func, literal, or_, select, true, tuple_
 from sqlalchemy.orm import Session
 
 from search_spaces import nn_id
 
 from ..lemur.contract import lemur_row_id, prm_id, seconds_to_ns
-from .models import Architecture, Source, Trial, TrialEpoch
+from ..lemur.nnstats import nn_stat_record
+from .models import Architecture, NnStat, Source, Trial, TrialEpoch
 
-__all__ = ["DataQuery", "data_rows"]
+__all__ = ["DataQuery", "chosen_keys", "data_rows", "nn_stat_rows", "rows_at"]
+
+#: keys per query when rows are read by key
+_CHUNK = 2_000
 
 
 @dataclass(frozen=True)
@@ -35,19 +39,9 @@ class DataQuery:
     offset: int = 0
 
 
-def data_rows(session: Session, query: DataQuery) -> list[dict[str, Any]]:
-    """Per-epoch results with LEMUR's columns, filtered, ordered by task, dataset, metric, nn, epoch.
-
-    ``only_best_accuracy`` keeps, in each (task, dataset, metric, nn, epoch) group, the rows at the
-    group's best value; unlike LEMUR, "best" follows the metric's direction (lowest for metrics
-    that are minimised). Ties keep every tied row, as LEMUR does. ``unique_nn`` then keeps one row
-    per model name: its best, the earliest run and epoch among ties. ``nn_prefixes`` are bound
-    ``LIKE`` patterns with ``%`` and ``_`` escaped (LEMUR pastes them into its SQL).
-
-    Filtering, ranking, ordering and paging run on the epoch table alone, whose copies of task,
-    dataset, metric and nn sit under composite indexes; only the page's rows are then joined to
-    their trials, models and sources.
-    """
+def chosen_keys(query: DataQuery) -> Subquery:
+    """The rows ``query`` chooses, before ordering and paging: a subquery of the epoch table's
+    ``trial_id, epoch, task, dataset, metric, nn, score`` (see ``data_rows`` for the rules)."""
     E = TrialEpoch
     filters = []
     for column, values in (
@@ -62,7 +56,7 @@ def data_rows(session: Session, query: DataQuery) -> list[dict[str, Any]]:
             filters.append(column == values[0] if len(values) == 1 else column.in_(values))
     if query.nn_prefixes:
         filters.append(or_(*(E.nn.startswith(p, autoescape=True) for p in query.nn_prefixes)))
-    keys = (E.trial_id, E.epoch, E.task, E.dataset, E.metric, E.nn)
+    keys = (E.trial_id, E.epoch, E.task, E.dataset, E.metric, E.nn, E.score)
     group = (E.task, E.dataset, E.metric, E.nn, E.epoch)
     if query.unique_nn:
         # a model's best row: the rows at its highest score (rows without a value cannot be
@@ -78,16 +72,31 @@ def data_rows(session: Session, query: DataQuery) -> list[dict[str, Any]]:
             .where(*filters)
             .subquery()
         )
-        chosen = select(*(tied.c[k.key] for k in keys)).where(tied.c.nn_rank == literal(1)).subquery()
-    elif query.only_best_accuracy:
+        return select(*(tied.c[k.key] for k in keys)).where(tied.c.nn_rank == literal(1)).subquery()
+    if query.only_best_accuracy:
         # LEMUR's rule, in the metric's direction: in each (task, dataset, metric, nn, epoch) group
         # the rows at the group's best value, ties kept; a covering scan of the composite index
         # finds each group's best, then an index seek its rows
         best = select(*group, func.max(E.score).label("top")).where(*filters).group_by(*group).subquery()
         matches = [column == best.c[column.key] for column in group]
-        chosen = select(*keys).join(best, and_(*matches, E.score == best.c.top)).where(*filters).subquery()
-    else:
-        chosen = select(*keys).where(and_(true(), *filters)).subquery()
+        return select(*keys).join(best, and_(*matches, E.score == best.c.top)).where(*filters).subquery()
+    return select(*keys).where(and_(true(), *filters)).subquery()
+
+
+def data_rows(session: Session, query: DataQuery, *, nn_stats: bool = False) -> list[dict[str, Any]]:
+    """Per-epoch results with LEMUR's columns, filtered, ordered by task, dataset, metric, nn, epoch.
+
+    ``only_best_accuracy`` keeps, in each (task, dataset, metric, nn, epoch) group, the rows at the
+    group's best value; unlike LEMUR, "best" follows the metric's direction (lowest for metrics
+    that are minimised). Ties keep every tied row, as LEMUR does. ``unique_nn`` then keeps one row
+    per model name: its best, the earliest run and epoch among ties. ``nn_prefixes`` are bound
+    ``LIKE`` patterns with ``%`` and ``_`` escaped (LEMUR pastes them into its SQL).
+
+    Filtering, ranking, ordering and paging run on the epoch table alone, whose copies of task,
+    dataset, metric and nn sit under composite indexes; only the page's rows are then joined to
+    their trials, models and sources.
+    """
+    chosen = chosen_keys(query)
     page = select(chosen).order_by(
         chosen.c.task, chosen.c.dataset, chosen.c.metric, chosen.c.nn, chosen.c.epoch, chosen.c.trial_id
     )
@@ -95,8 +104,28 @@ def data_rows(session: Session, query: DataQuery) -> list[dict[str, Any]]:
         page = page.limit(query.max_rows)
     if query.offset:
         page = page.offset(query.offset)
-    page = page.subquery()
+    return _detail(session, page.subquery(), nn_stats=nn_stats)
 
+
+def rows_at(session: Session, keys: Sequence[tuple[int, int]], *, nn_stats: bool = False) -> list[dict[str, Any]]:
+    """The rows of the given ``(trial_id, epoch)`` keys, in that order (read in chunks)."""
+    E = TrialEpoch
+    found: dict[tuple[int, int], dict[str, Any]] = {}
+    for start in range(0, len(keys), _CHUNK):
+        chunk = list(dict.fromkeys(keys[start : start + _CHUNK]))
+        page = (
+            select(E.trial_id, E.epoch, E.task, E.dataset, E.metric, E.nn)
+            .where(tuple_(E.trial_id, E.epoch).in_(chunk))
+            .subquery()
+        )
+        for row in _detail(session, page, nn_stats=nn_stats):
+            found[(row["run_id"], row["epoch"])] = row
+    return [dict(found[key]) for key in keys if key in found]
+
+
+def _detail(session: Session, page: Subquery, *, nn_stats: bool) -> list[dict[str, Any]]:
+    """LEMUR's row (and Cellar's columns) for each ``(trial_id, epoch)`` of ``page``."""
+    E = TrialEpoch
     detail = (
         select(
             page.c.trial_id.label("run_id"),
@@ -181,4 +210,58 @@ def data_rows(session: Session, query: DataQuery) -> list[dict[str, Any]]:
                 "arch": row["arch"],
             }
         )
+    if nn_stats:
+        _attach_nn_stats(session, rows, [r["architecture_id"] for r in found], models)
+    return rows
+
+
+def _attach_nn_stats(
+    session: Session, rows: list[dict[str, Any]], arch_ids: list[int | None], models: dict[int, tuple[str, str]]
+) -> None:
+    """``nn_stats`` on each row: LEMUR's ``nn_stat`` of its network and hyperparameter set."""
+    known = {a for a in arch_ids if a is not None}
+    sizes = {
+        arch_id: (params, flops)
+        for arch_id, params, flops in session.execute(
+            select(Architecture.architecture_id, Architecture.num_params, Architecture.flops).where(
+                Architecture.architecture_id.in_(known)
+            )
+        )
+    }
+    measured = {
+        (s.architecture_id, s.prm_id): s.stats
+        for s in session.scalars(select(NnStat).where(NnStat.architecture_id.in_(known)))
+    }
+    for row, arch_id in zip(rows, arch_ids, strict=True):
+        params, flops = sizes.get(arch_id, (None, None))
+        code = models.get(arch_id, (None, None))[0] if arch_id is not None else None
+        row["nn_stats"] = nn_stat_record(
+            code, measured.get((arch_id, row["prm_id"])), num_params=params, flops=flops
+        )
+
+
+def nn_stat_rows(
+    session: Session, *, nn_name: str | None = None, prm_id: str | None = None, max_rows: int | None = None
+) -> list[dict[str, Any]]:
+    """LEMUR's ``nn_stat`` rows, ordered by ``nn_name``: one per network and hyperparameter set the
+    workers measured, and one (``prm_id`` null, code-derived values) per other model with code."""
+    query = (
+        select(
+            Architecture.nn_name, NnStat.prm_id, Architecture.nn_code, Architecture.num_params, Architecture.flops,
+            NnStat.stats,
+        )
+        .outerjoin(NnStat, NnStat.architecture_id == Architecture.architecture_id)
+        .where(or_(NnStat.prm_id.is_not(None), Architecture.nn_code.is_not(None)))
+        .order_by(Architecture.nn_name, NnStat.prm_id, Architecture.architecture_id)
+    )
+    if nn_name is not None:
+        query = query.where(Architecture.nn_name == nn_name)
+    if prm_id is not None:
+        query = query.where(NnStat.prm_id == prm_id)
+    if max_rows is not None:
+        query = query.limit(max_rows)
+    rows = []
+    for number, (name, uid, code, params, flops, stats) in enumerate(session.execute(query), start=1):
+        record = nn_stat_record(code, stats, num_params=params, flops=flops) or {}
+        rows.append({"id": number, "nn_name": name, "prm_id": uid, **record})
     return rows

@@ -185,6 +185,14 @@ class CellarClient:
         params = {k: v for k, v in filters.items() if v is not None}
         return self._request("GET", "/v1/data", params=params)
 
+    def data_query(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /v1/data/query``: ``data()`` with ``sql`` (joined rows, codes once in ``codes``)."""
+        return self._request("POST", "/v1/data/query", json=body)
+
+    def nn_stats(self, **filters: Any) -> dict[str, Any]:
+        """``GET /v1/nn-stats``: LEMUR's ``nn_stat`` rows (``data``, ``count``)."""
+        return self._request("GET", "/v1/nn-stats", params={k: v for k, v in filters.items() if v is not None})
+
     def wait(
         self,
         job_id: int,

@@ -98,6 +98,10 @@ def create_app(settings: Settings | None = None, *, executor: object | None = No
     return app
 
 
+#: reads sent as POST (their arguments are a structured body); they change nothing
+_POST_READS = {("post", "/v1/data/query")}
+
+
 def _document_keyed_reads(app: FastAPI) -> None:
     """With ``reads_require_key``, every ``/v1`` read needs the key too: say so in the document."""
 
@@ -107,7 +111,7 @@ def _document_keyed_reads(app: FastAPI) -> None:
             unauthorized = responses(401)[401]
             for path, item in schema["paths"].items():
                 for method, operation in item.items():
-                    if path.startswith("/v1/") and method == "get":
+                    if path.startswith("/v1/") and (method == "get" or (method, path) in _POST_READS):
                         operation["security"] = [{"HTTPBearer": []}]
                         operation["responses"]["401"] = {
                             "description": unauthorized["description"],

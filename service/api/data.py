@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 
 from search_spaces.metrics import metric_direction
 
+from ..errors import InvalidRequestError
 from ..lemur.contract import CODE_COLUMNS
 from ..lemur.prompts import compact_code
-from ..store.data import DataQuery, data_rows
+from ..store.data import DataQuery, data_rows, nn_stat_rows
+from ..store.joins import JoinSpec, join_rows
 from .deps import ReadAccess, StoreDep
 from .errors import responses
-from .schemas import DataRows, PromptExample, PromptExamples
+from .schemas import DataQueryBody, DataRows, JoinedRows, PromptExample, PromptExamples
 
 router = APIRouter(prefix="/v1", tags=["data"], responses=responses(422, 503))
 
@@ -45,6 +47,9 @@ def data(
             "separate: rows carry only their ids, and `codes` maps each id to its text once"
         ),
     ] = "inline",
+    include_nn_stats: Annotated[
+        bool, Query(description="each row's nn_stats: LEMUR's architecture statistics of its network")
+    ] = False,
 ) -> Response:
     """Per-epoch results, one row per (trial, epoch), with LEMUR's columns and Cellar's own.
 
@@ -66,6 +71,7 @@ def data(
                 max_rows=limit + 1,
                 offset=offset,
             ),
+            nn_stats=include_nn_stats,
         )
     more = len(rows) > limit and (max_rows is None or max_rows > limit)
     rows = rows[:limit]
@@ -82,7 +88,61 @@ def data(
     answer = DataRows.model_validate(
         {"data": rows, "count": len(rows), "next_offset": offset + limit if more else None, "codes": texts}
     )
-    return Response(answer.model_dump_json(), media_type="application/json")
+    return Response(answer.model_dump_json(exclude_unset=True), media_type="application/json")
+
+
+@router.post("/data/query", dependencies=[ReadAccess], response_model=JoinedRows)
+def data_query(body: DataQueryBody, store: StoreDep) -> Response:
+    """LEMUR's ``data()`` with ``sql=JoinConf(...)``: rows joined to partner models (pairs), the
+    best models (top-N) or the models whose code is similar to an anchor's (similarity bands).
+
+    Rows carry code ids; ``codes`` holds each text once. A pair row's partners are in its
+    ``partners`` list. At most ``PAGE_ROWS`` rows: pairs over more rows need ``max_rows``."""
+    if body.sql is None:
+        raise InvalidRequestError("sql is missing: POST /v1/data/query joins models; plain rows come from GET /v1/data")
+    query = DataQuery(
+        task=body.task,
+        dataset=body.dataset,
+        metric=body.metric,
+        nn=body.nn,
+        epoch=body.epoch,
+        nn_prefixes=body.nn_prefixes,
+        only_best_accuracy=body.only_best_accuracy,
+        unique_nn=body.unique_nn,
+        max_rows=body.max_rows,
+    )
+    conf = body.sql.model_dump()
+    conf.update(
+        same_columns=tuple(conf["same_columns"]), diff_columns=tuple(conf["diff_columns"]), enhance_nn=bool(conf["enhance_nn"])
+    )
+    spec = JoinSpec(**conf)
+    try:
+        answer = join_rows(store, query, spec, nn_stats=body.include_nn_stats, limit=PAGE_ROWS)
+    except ValueError as error:
+        raise InvalidRequestError(str(error)) from error
+    texts: dict[str, str] = {}
+    for row in answer.rows:
+        for item in (row, *row.get("partners", ())):
+            for text, key in CODE_COLUMNS:
+                if item[text] is not None:
+                    texts[item[key]] = item[text]
+                item[text] = None
+    joined = JoinedRows(mode=answer.mode, data=answer.rows, count=len(answer.rows), codes=texts, meta=answer.meta)
+    return Response(joined.model_dump_json(), media_type="application/json")
+
+
+@router.get("/nn-stats", dependencies=[ReadAccess])
+def nn_stats(
+    store: StoreDep,
+    nn_name: Annotated[str | None, Query(description="one model's name")] = None,
+    prm_id: Annotated[str | None, Query(description="one hyperparameter set's uid")] = None,
+    max_rows: Annotated[int | None, Query(ge=1, le=PAGE_ROWS)] = None,
+) -> dict[str, Any]:
+    """LEMUR's ``nn_stat_data()``: architecture statistics per network and hyperparameter set,
+    as the workers measured them on the model they built, and those read off the code."""
+    with store.read() as session:
+        rows = nn_stat_rows(session, nn_name=nn_name, prm_id=prm_id, max_rows=max_rows or PAGE_ROWS)
+    return {"data": rows, "count": len(rows)}
 
 
 @router.get("/prompt-examples", dependencies=[ReadAccess])

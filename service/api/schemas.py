@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "DataRow",
@@ -185,6 +185,9 @@ class DataRow(BaseModel):
     created_at: datetime
     search_space: str | None
     arch: str | None
+    nn_stats: dict[str, Any] | None = Field(
+        None, description="with include_nn_stats: LEMUR's nn_stat of the network (its values by nn_stat's names)"
+    )
 
 
 class DataRows(BaseModel):
@@ -255,3 +258,60 @@ class HealthPublic(BaseModel):
     version: str
     store: dict[str, Any]
     executor: dict[str, Any]
+
+
+class JoinConfBody(BaseModel):
+    """LEMUR's ``JoinConf``: how ``data()`` joins models (see docs/lemur.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_joint_nns: int = Field(ge=1, description="models per row (pairs), or how many models (top-N, anchor)")
+    same_columns: list[Literal["task", "dataset", "metric", "nn", "epoch"]] = []
+    diff_columns: list[Literal["task", "dataset", "metric", "nn", "epoch"]] = []
+    enhance_nn: bool | None = Field(None, description="the partner must score better (the metric's direction)")
+    task: str | None = None
+    dataset: str | None = None
+    metric: str | None = None
+    similarity_mode: Literal["none", "anchor_band_db_minhash"] = "none"
+    anchor_nn: str | None = None
+    similarity_band: Literal["very_high", "high", "medium", "low", "very_low_near", "very_low_far"] | None = None
+    min_arch_jaccard: float = Field(0.0, ge=0.0, le=1.0)
+    max_arch_jaccard: float = Field(1.0, ge=0.0, le=1.0000001)
+    overfetch_factor: int = Field(10, ge=1)
+    seed: int | None = Field(None, description="Cellar's: the pair mode's random order, repeatable")
+
+    @model_validator(mode="after")
+    def _band(self) -> JoinConfBody:
+        if self.min_arch_jaccard > self.max_arch_jaccard:
+            raise ValueError(
+                f"min_arch_jaccard {self.min_arch_jaccard} is above max_arch_jaccard {self.max_arch_jaccard}"
+            )
+        return self
+
+
+class DataQueryBody(BaseModel):
+    """``POST /v1/data/query``: LEMUR's ``data()`` with every argument, ``sql`` included."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    only_best_accuracy: bool = False
+    task: list[str] | None = None
+    dataset: list[str] | None = None
+    metric: list[str] | None = None
+    nn: list[str] | None = None
+    epoch: list[int] | None = None
+    max_rows: int | None = Field(None, ge=1)
+    sql: JoinConfBody | None = None
+    nn_prefixes: list[str] | None = None
+    unique_nn: bool = False
+    include_nn_stats: bool = False
+
+
+class JoinedRows(BaseModel):
+    """LEMUR's rows of ``data(sql=...)``: code texts once in ``codes`` (by id), not in the rows."""
+
+    mode: Literal["pairs", "top", "anchor"]
+    data: list[dict[str, Any]]
+    count: int
+    codes: dict[str, str]
+    meta: dict[str, Any] = {}

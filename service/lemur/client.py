@@ -1,102 +1,22 @@
-"""LEMUR's Python API over a Cellar server: ``data()`` and ``check_nn()`` with the signatures of
-``ab.nn.api``.
+"""LEMUR's Python API over a Cellar server, with the signatures of ``ab.nn.api``: ``check_nn()``
+here, ``data()``, ``data_withnonnullvalue()``, ``nn_stat_data()`` and ``JoinConf`` from
+``service.lemur.query``.
 
-Code written against the LEMUR neural network dataset (``from ab.nn.api import data``) switches
-to ``from service.lemur import data``: the same arguments, a pandas DataFrame with LEMUR's
-columns first (then Cellar's own), read from the server at ``CELLAR_URL``. Where LEMUR reads a
-local SQLite file through an ``lru_cache``, every call here asks the server, so results are never
-stale; ``data.cache_clear()`` exists (pipelines call it) and has nothing to clear.
+Code written against the LEMUR neural network dataset (``from ab.nn.api import data, check_nn``)
+switches to ``from service.lemur import data, check_nn``: the same arguments, read from and
+trained on the server at ``CELLAR_URL``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ..client import CellarClient
-from .contract import CODE_COLUMNS, LEMUR_COLUMNS
+from .query import JoinConf, data, data_withnonnullvalue, nn_stat_data
 
-__all__ = ["ModelCheckError", "check_nn", "data"]
-
-_PAGE = 50_000
-
-
-def _values(value: Any) -> list[Any] | None:
-    """LEMUR takes one value; Cellar also a list or tuple of values."""
-    if value is None:
-        return None
-    if isinstance(value, str | int) or not isinstance(value, Iterable):
-        return [value]
-    return list(value)
-
-
-class _Data:
-    """``data(...)``: a callable with ``cache_clear()``, as LEMUR's ``lru_cache``-wrapped function."""
-
-    def __call__(
-        self,
-        only_best_accuracy: bool = False,
-        task: str | Iterable[str] | None = None,
-        dataset: str | Iterable[str] | None = None,
-        metric: str | Iterable[str] | None = None,
-        nn: str | Iterable[str] | None = None,
-        epoch: int | Iterable[int] | None = None,
-        max_rows: int | None = None,
-        nn_prefixes: Iterable[str] | None = None,
-        unique_nn: bool = False,
-        *,
-        url: str | None = None,
-        api_key: str | None = None,
-    ) -> Any:
-        """Per-epoch results as a DataFrame, ordered by task, dataset, metric, nn, epoch.
-
-        ``only_best_accuracy`` keeps the best rows of each (task, dataset, metric, nn, epoch) group
-        (the lowest for metrics that are minimised), ``unique_nn`` one row per model,
-        ``nn_prefixes`` models whose names start with one of them. Large answers are fetched in
-        pages of 50,000 rows.
-        """
-        import pandas as pd
-
-        if max_rows is not None and max_rows < 1:
-            raise ValueError(f"max_rows must be at least 1 or None, got {max_rows}")
-        filters = {
-            "task": _values(task),
-            "dataset": _values(dataset),
-            "metric": _values(metric),
-            "nn": _values(nn),
-            "epoch": _values(epoch),
-            "nn_prefixes": _values(nn_prefixes),
-            "only_best_accuracy": "true" if only_best_accuracy else None,
-            "unique_nn": "true" if unique_nn else None,
-        }
-        rows: list[dict[str, Any]] = []
-        texts: dict[str, str] = {}
-        with CellarClient(url, api_key) as client:
-            # code texts come once per answer, not once per row (a model's code is often kilobytes)
-            offset: int | None = 0
-            while offset is not None and (max_rows is None or len(rows) < max_rows):
-                page = _PAGE if max_rows is None else min(_PAGE, max_rows - len(rows))
-                answer = client.data_page(**filters, max_rows=page, offset=offset, codes="separate")
-                rows.extend(answer["data"])
-                texts.update(answer.get("codes") or {})
-                offset = offset + page if len(answer["data"]) == page else None
-        for row in rows:
-            for text, key in CODE_COLUMNS:
-                if row[text] is None and row[key] is not None:
-                    row[text] = texts.get(row[key])
-        frame = pd.DataFrame.from_records(rows)
-        if frame.empty:
-            frame = pd.DataFrame(columns=list(LEMUR_COLUMNS))
-        return frame
-
-    @staticmethod
-    def cache_clear() -> None:
-        """Nothing is cached: every call asks the server (LEMUR's ``data`` is an ``lru_cache``)."""
-
-
-data = _Data()
+__all__ = ["JoinConf", "ModelCheckError", "check_nn", "data", "data_withnonnullvalue", "nn_stat_data"]
 
 
 class ModelCheckError(RuntimeError):

@@ -5,6 +5,7 @@ from .migrate import VERSION_TABLE, check_schema, current_revision, downgrade, h
 from .models import Architecture, Base, Job, JobStatus, NnStat, Source, Trial, TrialEpoch, TrialState, signed_score, utcnow
 
 # imported here so that Base.metadata (models = migrations, Alembic) always holds the tables too
+from .queue import QueuedModel, SubmissionStatus
 from .tabular import TabularResult, TabularTable
 
 __all__ = [
@@ -14,8 +15,10 @@ __all__ = [
     "Job",
     "JobStatus",
     "NnStat",
+    "QueuedModel",
     "Source",
     "Store",
+    "SubmissionStatus",
     "TabularResult",
     "TabularTable",
     "Trial",

@@ -139,10 +139,11 @@ class CellarClient:
     def events(self, job_id: int) -> Iterator[tuple[str, dict[str, Any]]]:
         """The job's server-sent events as ``(name, data)``: ``trial`` and ``job`` events until the
         job ends (or ``shutdown`` when the server stops first)."""
+        return self._events(f"/v1/jobs/{job_id}/events")
+
+    def _events(self, path: str, params: dict[str, Any] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
         try:
-            with self._http.stream(
-                "GET", f"/v1/jobs/{job_id}/events", timeout=httpx.Timeout(30.0, read=None)
-            ) as response:
+            with self._http.stream("GET", path, params=params, timeout=httpx.Timeout(30.0, read=None)) as response:
                 if response.status_code >= 400:
                     response.read()
                     self._raise_for(response)
@@ -173,6 +174,33 @@ class CellarClient:
     def submit_model(self, body: dict[str, Any]) -> dict[str, Any]:
         """``POST /v1/models``: waits while the server trains the model (no read timeout)."""
         return self._request("POST", "/v1/models", json=body, timeout=httpx.Timeout(60.0, read=None))
+
+    def submit_models(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``POST /v1/submissions``: queue models (each a ``submit_model`` body); their submissions,
+        with ``id`` and ``status``, at once."""
+        return self._request("POST", "/v1/submissions", json={"models": bodies})["data"]
+
+    def submission(self, submission_id: int) -> dict[str, Any]:
+        """A submission: ``status`` (queued, running, done) and, once done, its ``result``."""
+        return self._request("GET", f"/v1/submissions/{submission_id}")
+
+    def submissions(self, ids: list[int] | None = None, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit, "status": status, "ids": ",".join(map(str, ids)) if ids else None}
+        return self._request("GET", "/v1/submissions", params={k: v for k, v in params.items() if v is not None})["data"]
+
+    def as_completed(self, ids: list[int]) -> Iterator[dict[str, Any]]:
+        """Each of the submissions ``ids`` once it is done (its ``result`` in it), in the order they
+        finish, followed through ``GET /v1/submissions/events``; a server that stops meanwhile
+        raises ``CellarHTTPError`` (503), and the submissions go on there."""
+        pending = set(ids)
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start:start + 1000]
+            for name, data in self._events("/v1/submissions/events", {"ids": ",".join(map(str, chunk))}):
+                if name == "shutdown":
+                    raise CellarHTTPError(503, data.get("detail", "the server is shutting down"), data)
+                if name == "submission" and data["status"] == "done" and data["id"] in pending:
+                    pending.discard(data["id"])
+                    yield data
 
     def model(self, run_id: int) -> dict[str, Any]:
         return self._request("GET", f"/v1/models/{run_id}")

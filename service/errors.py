@@ -7,6 +7,7 @@ __all__ = [
     "ConflictError",
     "InvalidRequestError",
     "NotFoundError",
+    "ServiceStoppingError",
     "StoreError",
     "StoreSchemaError",
     "StoreUnavailableError",
@@ -45,6 +46,10 @@ class StoreUnavailableError(StoreError):
 
 class StoreSchemaError(StoreError):
     """The store's schema is not at this version's migration head."""
+
+
+class ServiceStoppingError(CellarError):
+    """The server is stopping; what was asked goes on (a submission stays queued), ask again later."""
 
 
 class TabularTableError(CellarError):

@@ -6,6 +6,7 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -78,7 +79,16 @@ class Settings(BaseSettings):
         ),
     )
     model_workers: int = Field(
-        1, ge=1, le=64, description="submitted models (POST /v1/models) trained at once, each in its own sandbox"
+        1,
+        ge=1,
+        le=1024,
+        description="submitted models one server trains at once, each in its own sandbox (on Ray: tasks in flight, "
+        "which the cluster runs as its CPUs and GPUs allow)",
+    )
+    model_executor: Literal["auto", "ray", "local"] = Field(
+        "auto",
+        description="where submitted models train: 'ray' on the job manager's Ray cluster (a task per model, "
+        "its GPUs by request), 'local' on the server's own threads, 'auto' Ray when the job manager runs on Ray",
     )
     model_memory_mb: int = Field(
         2048, ge=64, description="private memory a submitted model may use on top of the libraries and data, MiB"

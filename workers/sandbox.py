@@ -75,6 +75,7 @@ _PATH_EVENTS = {
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
+_PR_SET_PDEATHSIG = 1
 
 
 class _Report:
@@ -109,6 +110,18 @@ def _own_network_namespace() -> bool:
         return libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET) == 0
     except (OSError, AttributeError):
         return False
+
+
+def _die_with_parent() -> None:
+    """SIGKILL when the thread that started this process ends (a Ray worker cancelled, a server
+    killed): a sandbox never outlives the process that follows it."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, 9)
+    except (OSError, AttributeError):
+        return
+    parent = os.environ.get("CELLAR_SANDBOX_PARENT")
+    if parent and os.getppid() != int(parent):  # it ended before the prctl
+        os._exit(1)
 
 
 def _vm_data() -> int:
@@ -279,6 +292,7 @@ def _fail(report: _Report, failure: StageFailure, code: str, passed: bool) -> No
 def main() -> None:
     from search_spaces.code.space import inspect_model_code
 
+    _die_with_parent()
     report = _Report(int(sys.argv[1]))
     job = json.loads(sys.stdin.read())
     home = os.getcwd()

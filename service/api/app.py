@@ -14,10 +14,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 
 from .. import __version__
+from ..lemur.dispatch import SubmissionQueue
 from ..lemur.submissions import ModelChecker
 from ..settings import Settings, get_settings
 from ..store import Store, check_schema
-from . import data, events, jobs, meta, models, summary, trials
+from . import data, events, jobs, meta, models, submissions, summary, trials
 from ..agents.http import install_mcp
 from ..dashboard import install_dashboard
 from .docs import install_docs
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, *, executor: object | None = No
         app.state.api_key = settings.resolved_api_key()
         app.state.manager = None
         app.state.models = ModelChecker(store, settings)
+        app.state.queue = SubmissionQueue(store, settings, app.state.models, ray_ready=lambda: _ray_ready(app, settings))
         if settings.start_manager:
             from ..jobs.manager import JobManager
 
@@ -65,6 +67,8 @@ def create_app(settings: Settings | None = None, *, executor: object | None = No
             app.state.manager = JobManager(store, chosen, settings)  # type: ignore[arg-type]
             app.state.manager.start()
             app.state.shutdown.on_set(app.state.manager.request_stop)
+        app.state.queue.start()
+        app.state.shutdown.on_set(app.state.queue.request_stop)
         log.info("Cellar %s serving; store %s", __version__, store.display_url)
         app.state.mcp.cellar_caller.headers = {"Authorization": f"Bearer {app.state.api_key}"}
         try:
@@ -72,6 +76,7 @@ def create_app(settings: Settings | None = None, *, executor: object | None = No
                 yield
         finally:
             app.state.shutdown.set()
+            await run_in_threadpool(app.state.queue.stop)  # before the manager stops Ray
             if app.state.manager is not None:
                 await run_in_threadpool(app.state.manager.stop)
             store.dispose()
@@ -87,7 +92,7 @@ def create_app(settings: Settings | None = None, *, executor: object | None = No
         dependencies=[Depends(reject_unknown_query_parameters)],
     )
     app.state.shutdown = ShutdownSignal()  # CellarServer sets it; the lifespan binds it
-    for module in (meta, jobs, summary, trials, events, data, models):
+    for module in (meta, jobs, summary, trials, events, data, models, submissions):
         app.include_router(module.router)
     install_error_handlers(app)
     install_docs(app, title="Cellar")
@@ -96,6 +101,21 @@ def create_app(settings: Settings | None = None, *, executor: object | None = No
     if settings.reads_require_key:
         _document_keyed_reads(app)
     return app
+
+
+def _ray_ready(app: FastAPI, settings: Settings) -> bool | None:
+    """Where the submission queue trains: None locally (no job manager on Ray, or it failed to
+    start Ray with ``model_executor=auto``), else whether the manager's Ray is connected yet."""
+    manager = app.state.manager
+    if manager is None:
+        return None if settings.model_executor == "auto" else False
+    from workers.ray_executor import RayExecutor
+
+    if not isinstance(manager.executor, RayExecutor):
+        return None if settings.model_executor == "auto" else False
+    if manager.state == "error" and settings.model_executor == "auto":
+        return None
+    return manager.state == "ok"
 
 
 #: reads sent as POST (their arguments are a structured body); they change nothing

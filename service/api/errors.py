@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from ..errors import CellarError, ConflictError, InvalidRequestError, NotFoundError, StoreError
+from ..errors import CellarError, ConflictError, InvalidRequestError, NotFoundError, ServiceStoppingError, StoreError
 
 __all__ = ["STATUS_CODES", "ErrorPublic", "install_error_handlers", "responses"]
 
@@ -25,6 +25,7 @@ STATUS_CODES: dict[type[CellarError], int] = {
     ConflictError: status.HTTP_409_CONFLICT,
     InvalidRequestError: status.HTTP_422_UNPROCESSABLE_CONTENT,
     StoreError: status.HTTP_503_SERVICE_UNAVAILABLE,
+    ServiceStoppingError: status.HTTP_503_SERVICE_UNAVAILABLE,
 }
 
 
@@ -42,7 +43,7 @@ _DESCRIPTIONS = {
     404: "no such job, trial or run",
     409: "the job's state does not allow it (e.g. cancelling a finished job)",
     422: "invalid request: each problem names its field (loc) and the allowed values",
-    503: "the store cannot be reached",
+    503: "the store cannot be reached, or the server is stopping",
 }
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
 
-from ..errors import NotFoundError
+from ..errors import NotFoundError, ServiceStoppingError
 from ..lemur.schemas import ModelResult, ModelResults, ModelSubmission
 from ..lemur.submissions import ModelChecker
-from .deps import ReadAccess, SettingsDep, WriteAccess, check_dataset_files
+from ..store import SubmissionStatus
+from .deps import ReadAccess, SettingsDep, WriteAccess
 from .errors import responses
+from .submissions import enqueue
 
 router = APIRouter(prefix="/v1", tags=["models"], responses=responses(422, 503))
 
@@ -20,16 +23,27 @@ def _checker(request: Request) -> ModelChecker:
 
 
 @router.post("/models", dependencies=[WriteAccess], responses=responses(401, 422))
-def submit_model(submission: ModelSubmission, request: Request, settings: SettingsDep) -> ModelResult:
+async def submit_model(submission: ModelSubmission, request: Request, settings: SettingsDep) -> ModelResult:
     """Check and train ``nn_code`` in a sandboxed worker process and answer when it is done.
 
     A model that fails (does not parse, breaks the contract, does not fit the data, diverges,
     runs out of memory or time, raises) is still a 200 answer: ``status`` is ``failed`` and
     ``failure`` says which stage failed and why. The same code with the same ``prm`` (dataset,
-    seed) that trained before is answered from the store (``cached``) without training.
+    seed) that trained before is answered from the store (``cached``) without training. It goes
+    through the queue of ``POST /v1/submissions``: on Ray workers where the server runs Ray.
     """
-    check_dataset_files(submission.dataset, settings)
-    return _checker(request).check(submission)
+    (row,) = await run_in_threadpool(enqueue, request, [submission], settings)
+    queue, shutdown = request.app.state.queue, request.app.state.shutdown
+    while row is not None and row.status != SubmissionStatus.DONE:
+        if await shutdown.wait(0.25):
+            raise ServiceStoppingError(
+                f"the server is stopping; submission {row.submission_id} stays queued and trains once a server "
+                f"is back: GET /v1/submissions/{row.submission_id} for its result"
+            )
+        row = await run_in_threadpool(queue.get, row.submission_id)
+    if row is None:  # deleted meanwhile (its store was wiped)
+        raise NotFoundError("the submission was deleted before it finished")
+    return ModelResult.model_validate(row.result)
 
 
 @router.get("/models", dependencies=[ReadAccess], responses=responses(422))

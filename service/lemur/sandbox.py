@@ -15,16 +15,18 @@ import json
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SandboxLimits", "SandboxOutcome", "run_in_sandbox"]
+__all__ = ["SandboxLimits", "SandboxOutcome", "run_in_sandbox", "train_submission", "worker_name"]
 
 _ROOT = Path(__file__).resolve().parents[2]  # the directory holding service/ and workers/
 
@@ -86,8 +88,11 @@ def run_in_sandbox(
     *,
     data_dir: str | None = None,
     on_report: Callable[[str, dict[str, Any]], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> SandboxOutcome:
-    """Train ``payload`` (a ``workers.protocol.TrialPayload`` as a dict) in a fresh sandbox."""
+    """Train ``payload`` (a ``workers.protocol.TrialPayload`` as a dict) in a fresh sandbox. When
+    ``cancel`` is set (the server stops), the sandbox is killed within a second and the outcome's
+    ``failure`` has kind ``cancelled``."""
     outcome = SandboxOutcome()
     epochs = int(payload["epochs"])
     cpu_s = int(limits.setup_timeout_s + (epochs + 1) * limits.epoch_timeout_s) + 10
@@ -107,7 +112,11 @@ def run_in_sandbox(
             "MKL_NUM_THREADS": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONHASHSEED": "0",
+            # the sandbox dies with the thread that started it (PR_SET_PDEATHSIG): checked against this
+            "CELLAR_SANDBOX_PARENT": str(os.getpid()),
         }
+        if "CUDA_VISIBLE_DEVICES" in os.environ:  # the GPU(s) Ray assigned to this worker, or none
+            env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
         if data_dir:
             env["CELLAR_DATA_DIR"] = data_dir
         try:
@@ -127,7 +136,7 @@ def run_in_sandbox(
             assert process.stdin is not None
             process.stdin.write(json.dumps(job).encode())
             process.stdin.close()
-            _follow(process, read_fd, limits, epochs, outcome, on_report)
+            _follow(process, read_fd, limits, epochs, outcome, on_report, cancel)
         finally:
             os.close(read_fd)
             _kill_group(process)  # also any process the code managed to leave behind
@@ -138,6 +147,18 @@ def run_in_sandbox(
     return outcome
 
 
+def worker_name() -> str:
+    """``host:pid`` of this process, as a submission's ``worker`` records it."""
+    return f"{socket.gethostname()[:60]}:{os.getpid()}"
+
+
+def train_submission(payload: dict[str, Any], limits: dict[str, Any], data_dir: str | None) -> tuple[SandboxOutcome, str]:
+    """The Ray task of a submitted model: a sandbox started from this Ray worker, which only
+    follows it (the code never runs in the worker's own interpreter; the sandbox dies with the
+    worker). The outcome, and the worker that followed it."""
+    return run_in_sandbox(payload, SandboxLimits(**limits), data_dir=data_dir), worker_name()
+
+
 def _follow(
     process: subprocess.Popen[bytes],
     fd: int,
@@ -145,14 +166,18 @@ def _follow(
     epochs: int,
     outcome: SandboxOutcome,
     on_report: Callable[[str, dict[str, Any]], None] | None,
+    cancel: threading.Event | None = None,
 ) -> None:
-    """Read reports until the sandbox ends or misses a deadline."""
+    """Read reports until the sandbox ends, misses a deadline or is cancelled."""
     selector = selectors.DefaultSelector()
     selector.register(fd, selectors.EVENT_READ)
     buffer = b""
     stage = "start-up"
     deadline = time.monotonic() + limits.setup_timeout_s
     while True:
+        if cancel is not None and cancel.is_set():
+            outcome.failure = {"kind": "cancelled", "message": f"the server stopped the training during {stage}"}
+            return
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             limit = limits.setup_timeout_s if stage in ("start-up", "checks") else limits.epoch_timeout_s

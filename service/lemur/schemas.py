@@ -38,6 +38,13 @@ class ModelSubmission(BaseModel):
     )
     epoch_limit_minutes: float = Field(30.0, gt=0, le=24 * 60, description="wall-clock limit of each epoch")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="training seed (also seeds the split)")
+    gpus: float = Field(
+        0.0,
+        ge=0,
+        le=8,
+        description="GPUs to train on (fractions share one: 0.25 lets four models use it); 0 trains on a CPU. "
+        "Needs a Ray cluster with GPUs",
+    )
     accuracy_gate: bool = Field(
         True,
         description="LEMUR's gate: a classifier whose accuracy after an epoch is not above 1.2 x chance fails "

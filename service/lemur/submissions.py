@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
+from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 from search_spaces import nn_id
 from search_spaces.datasets import DEFAULT_SPLIT, get_dataset
 
 from ..settings import Settings
 from ..store import Architecture, Job, JobStatus, Store, Trial, TrialEpoch, TrialState, utcnow
+from ..store.runs import record_nn_stats
 from ..store.queries import (
     find_architecture,
     metric_source_id,
@@ -31,10 +34,10 @@ from ..store.queries import (
     transform_source_id,
 )
 from .contract import accuracy_to_time, chance_accuracy, model_name, ns_to_seconds, prm_id, seconds_to_ns
-from .sandbox import SandboxLimits, SandboxOutcome, run_in_sandbox
+from .sandbox import SandboxLimits, SandboxOutcome
 from .schemas import ModelEpoch, ModelFailure, ModelResult, ModelSubmission
 
-__all__ = ["ModelChecker"]
+__all__ = ["ModelChecker", "Prepared"]
 
 #: changes when the sandbox's training changes what a submission's result means
 _MODEL_PROTOCOL = 1
@@ -110,22 +113,29 @@ def _model_result(
     )
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A submission ready to train: its identity, the sandbox's payload and limits."""
+
+    submission: ModelSubmission
+    name: str
+    key: str
+    out_shape: list[int]
+    payload: dict[str, Any]
+    limits: SandboxLimits
+
+
 class ModelChecker:
-    """Trains submissions, ``settings.model_workers`` at a time, and stores their results."""
+    """Submissions' identity, reuse, the sandbox's job and the stored results. Training itself is
+    the queue's (``service.lemur.dispatch``): on Ray workers, or on the server's own threads."""
 
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
         self.settings = settings
-        self._slots = threading.BoundedSemaphore(settings.model_workers)
 
-    def check(self, submission: ModelSubmission) -> ModelResult:
+    def prepare(self, submission: ModelSubmission) -> Prepared:
         info = get_dataset(submission.dataset).describe(self.settings.data_dir)
         name = model_name(submission.nn_code, submission.prefix)
-        key = _cache_key(submission, info.num_samples)
-        with self.store.read() as session:
-            stored = submitted_result(session, key)
-            if stored is not None:
-                return _gate_cached(submission, self._from_trial(session, stored, cached=True), list(info.out_shape))
         payload = {
             "trial_id": 0,
             "job_id": 0,
@@ -139,6 +149,7 @@ class ModelChecker:
             "split_seed": submission.seed,
             "split_fractions": list(DEFAULT_SPLIT),
             "data_dir": str(self.settings.data_dir) if self.settings.data_dir else None,
+            "use_gpu": submission.gpus > 0,
         }
         limits = SandboxLimits(
             memory_mb=self.settings.model_memory_mb,
@@ -146,13 +157,33 @@ class ModelChecker:
             epoch_timeout_s=submission.epoch_limit_minutes * 60.0,
             file_mb=self.settings.model_file_mb,
         )
-        with self._slots:
-            outcome = run_in_sandbox(payload, limits, data_dir=payload["data_dir"])
-        result = self._result(submission, name, outcome, list(info.out_shape))
+        key = _cache_key(submission, info.num_samples)
+        return Prepared(submission, name, key, list(info.out_shape), payload, limits)
+
+    def cached(self, session: Session, prepared: Prepared) -> ModelResult | None:
+        """The stored result of the same code, ``prm``, dataset and seed trained to completion."""
+        stored = submitted_result(session, prepared.key)
+        if stored is None:
+            return None
+        return _gate_cached(prepared.submission, self._from_trial(session, stored, cached=True), prepared.out_shape)
+
+    def complete(self, session: Session, prepared: Prepared, outcome: SandboxOutcome) -> ModelResult:
+        """The result of a training, stored in ``session`` with ``save_to_db``."""
+        submission = prepared.submission
+        result = self._result(submission, prepared.name, outcome, prepared.out_shape)
         if submission.save_to_db:
-            result.run_id = self._save(submission, name, key, outcome, result)
+            result.run_id = self._save(session, submission, prepared.name, prepared.key, outcome, result)
             result.saved = True
         return result
+
+    def unrun(self, submission: ModelSubmission, name: str, failure: ModelFailure) -> ModelResult:
+        """The result of a submission that could not be trained at all (nothing stored)."""
+        return _model_result(
+            code=submission.nn_code, epochs=[], failure=failure, out_shape=[], name=name, code_quality=None,
+            test_accuracy=None, params=None, flops=None, latency_ms=None, task=submission.task,
+            dataset=submission.dataset, metric=submission.metric, prm=submission.prm, seed=submission.seed,
+            cached=False, saved=False, run_id=None, isolation=None,
+        )  # fmt: skip
 
     # ---- results ---------------------------------------------------------------------------------
     def _result(
@@ -202,7 +233,8 @@ class ModelChecker:
         )
 
     def _save(
-        self, submission: ModelSubmission, name: str, key: str, outcome: SandboxOutcome, result: ModelResult
+        self, session: Session, submission: ModelSubmission, name: str, key: str, outcome: SandboxOutcome,
+        result: ModelResult,
     ) -> int:
         checked = outcome.checked or {}
         in_shape, out_shape = checked.get("in_shape") or [], checked.get("out_shape") or []
@@ -211,81 +243,82 @@ class ModelChecker:
         now = utcnow()
         spec = submission.model_dump(exclude={"nn_code"})
         spec["kind"] = "model"
-        with self.store.write() as session:
-            job = Job(
-                name=f"model {name}",
-                status=JobStatus.SUCCEEDED if result.status == "ok" else JobStatus.FAILED,
+        job = Job(
+            name=f"model {name}",
+            status=JobStatus.SUCCEEDED if result.status == "ok" else JobStatus.FAILED,
+            search_space="code",
+            dataset=submission.dataset,
+            task=submission.task,
+            metric=submission.metric,
+            spec=spec,
+            cancel_requested=False,
+            error=result.failure.message if result.failure else None,
+            started_at=now,
+            finished_at=now,
+        )
+        session.add(job)
+        arch = find_architecture(session, arch_hash)
+        if arch is None:
+            arch = Architecture(
                 search_space="code",
-                dataset=submission.dataset,
-                task=submission.task,
-                metric=submission.metric,
-                spec=spec,
-                cancel_requested=False,
-                error=result.failure.message if result.failure else None,
-                started_at=now,
-                finished_at=now,
+                space_params={"prefix": submission.prefix},
+                encoding=digest,
+                arch_hash=arch_hash,
+                dedup_hash=arch_hash,
+                in_shape=in_shape,
+                out_shape=out_shape,
+                num_params=result.params,
+                flops=result.flops,
+                nn_name=name,
+                nn_code=submission.nn_code,
             )
-            session.add(job)
-            arch = find_architecture(session, arch_hash)
-            if arch is None:
-                arch = Architecture(
-                    search_space="code",
-                    space_params={"prefix": submission.prefix},
-                    encoding=digest,
-                    arch_hash=arch_hash,
-                    dedup_hash=arch_hash,
-                    in_shape=in_shape,
-                    out_shape=out_shape,
-                    num_params=result.params,
-                    flops=result.flops,
-                    nn_name=name,
-                    nn_code=submission.nn_code,
+            session.add(arch)
+        session.flush()
+        trial = Trial(
+            job_id=job.job_id,
+            number=0,
+            architecture_id=arch.architecture_id,
+            state=TrialState.COMPLETE if result.status == "ok" else TrialState.FAILED,
+            params={},
+            distributions={},
+            prm=submission.prm,
+            seed=submission.seed,
+            split=(outcome.setup or {}).get("split"),
+            epochs=int(submission.prm["epoch"]),
+            values=[result.accuracy] if result.accuracy is not None and result.status == "ok" else None,
+            val_metric=result.accuracy,
+            test_metric=result.test_accuracy,
+            loss=result.epochs[-1].loss if result.epochs else None,
+            train_seconds=ns_to_seconds(result.duration),
+            latency_ms=result.latency_ms,
+            cache_key=key,
+            origin="submitted",
+            metric_source_id=metric_source_id(session, submission.metric),
+            transform_source_id=transform_source_id(session, str(submission.prm["transform"])),
+            worker=(outcome.setup or {}).get("worker"),
+            error=json.dumps(result.failure.model_dump(exclude_none=True)) if result.failure else None,
+            started_at=now,
+            finished_at=now,
+        )
+        session.add(trial)
+        session.flush()
+        if (outcome.setup or {}).get("nn_stats"):
+            record_nn_stats(session, arch.architecture_id, prm_id(submission.prm), outcome.setup["nn_stats"])
+        # the reported epochs the result keeps (a gated result keeps those before the gate)
+        for epoch, reported in zip(result.epochs, outcome.epochs[: len(result.epochs)], strict=True):
+            session.add(
+                TrialEpoch(
+                    trial_id=trial.trial_id,
+                    epoch=epoch.epoch,
+                    loss=epoch.loss,
+                    val_loss=epoch.val_loss,
+                    val_metric=epoch.accuracy,
+                    elapsed_seconds=float(reported["elapsed_seconds"]),
                 )
-                session.add(arch)
-            session.flush()
-            trial = Trial(
-                job_id=job.job_id,
-                number=0,
-                architecture_id=arch.architecture_id,
-                state=TrialState.COMPLETE if result.status == "ok" else TrialState.FAILED,
-                params={},
-                distributions={},
-                prm=submission.prm,
-                seed=submission.seed,
-                split=(outcome.setup or {}).get("split"),
-                epochs=int(submission.prm["epoch"]),
-                values=[result.accuracy] if result.accuracy is not None and result.status == "ok" else None,
-                val_metric=result.accuracy,
-                test_metric=result.test_accuracy,
-                loss=result.epochs[-1].loss if result.epochs else None,
-                train_seconds=ns_to_seconds(result.duration),
-                latency_ms=result.latency_ms,
-                cache_key=key,
-                origin="submitted",
-                metric_source_id=metric_source_id(session, submission.metric),
-                transform_source_id=transform_source_id(session, str(submission.prm["transform"])),
-                worker=(outcome.setup or {}).get("worker"),
-                error=json.dumps(result.failure.model_dump(exclude_none=True)) if result.failure else None,
-                started_at=now,
-                finished_at=now,
             )
-            session.add(trial)
-            session.flush()
-            # the reported epochs the result keeps (a gated result keeps those before the gate)
-            for epoch, reported in zip(result.epochs, outcome.epochs[: len(result.epochs)], strict=True):
-                session.add(
-                    TrialEpoch(
-                        trial_id=trial.trial_id,
-                        epoch=epoch.epoch,
-                        loss=epoch.loss,
-                        val_loss=epoch.val_loss,
-                        val_metric=epoch.accuracy,
-                        elapsed_seconds=float(reported["elapsed_seconds"]),
-                    )
-                )
-            # code quality is a property of the code: kept with the job's spec
-            job.spec = {**spec, "code_quality": result.code_quality, "isolation": result.isolation}
-            return trial.trial_id
+        # code quality is a property of the code: kept with the job's spec
+        job.spec = {**spec, "code_quality": result.code_quality, "isolation": result.isolation}
+        return trial.trial_id
 
     def get(self, run_id: int) -> ModelResult | None:
         with self.store.read() as session:

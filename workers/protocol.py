@@ -105,6 +105,8 @@ class EpochReport:
     val_metric: float
     #: training seconds since the trial began, cumulative over epochs (evaluation excluded)
     elapsed_seconds: float
+    #: the metric on the training data, when ``learn`` returns LEMUR's ``(train_accuracy, train_loss)``
+    train_metric: float | None = None
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,20 @@ class _Active:
     train_seconds: float = 0.0
 
 
+def _number(value: Any) -> float | None:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _learned(returned: Any) -> tuple[float | None, float | None]:
+    """``(train_metric, loss)`` from what ``learn`` returned: a loss, LEMUR's ``(train_accuracy,
+    train_loss)``, or nothing."""
+    if isinstance(returned, (tuple, list)) and len(returned) == 2:
+        return _number(returned[0]), _number(returned[1])
+    return None, _number(returned)
+
+
 @torch.no_grad()
 def measure(model: nn.Module, one: Any, batch: Any, device: torch.device) -> tuple[int, float]:
     """(FLOPs of a forward pass on one sample, counted by PyTorch's FlopCounterMode; milliseconds
@@ -355,10 +369,10 @@ class TrialRunner:
         active = self._require()
         started = time.perf_counter()
         with _memory_errors(active.payload.memory_limit_mb):
-            loss = active.model.learn(active.data.train)
+            returned = active.model.learn(active.data.train)
             active.train_seconds += time.perf_counter() - started
             active.epoch += 1
-            loss = float(loss) if isinstance(loss, (int, float)) else None
+            train_metric, loss = _learned(returned)
             val_metric, val_loss = self._evaluate(active, active.data.val)
         for name, value in (("training loss", loss), ("validation loss", val_loss)):
             if value is not None and not math.isfinite(value):
@@ -373,6 +387,7 @@ class TrialRunner:
                 val_loss=val_loss,
                 val_metric=val_metric,
                 elapsed_seconds=active.train_seconds,
+                train_metric=train_metric,
             )
         )
 

@@ -1,4 +1,5 @@
-"""Submitted models as a queue: waiting, training (claimed under a lease) and done, with the result
+"""Submitted models as a queue: waiting, training (claimed under a lease) and done, with the result;
+the training metric per epoch where the model's learn() returns it
 
 Revision ID: 0009
 Revises: 0008
@@ -40,8 +41,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("submission_id"),
     )
     op.create_index("ix_cellar_submissions_status", "cellar_submissions", ["status"])
+    with op.batch_alter_table("cellar_trial_epochs", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("train_metric", sa.Float(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("cellar_trial_epochs", schema=None) as batch_op:
+        batch_op.drop_column("train_metric")
     op.drop_index("ix_cellar_submissions_status", table_name="cellar_submissions")
     op.drop_table("cellar_submissions")

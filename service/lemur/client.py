@@ -46,7 +46,10 @@ def _write_stat(save_path: str | Path, result: dict[str, Any]) -> None:
             "duration_seconds": round(epoch["duration"] / 1e9, 2),
             "accuracy": epoch["accuracy"],
             # LEMUR's "test" loss is measured on what Cellar calls the validation split
-            "train_stat": {"train_loss": epoch["loss"], "test_loss": epoch["val_loss"], "epoch_max": len(result["epochs"])},
+            "train_stat": {
+                "train_loss": epoch["loss"], "test_loss": epoch["val_loss"], "epoch_max": len(result["epochs"]),
+                **({"train_accuracy": epoch["train_accuracy"]} if epoch.get("train_accuracy") is not None else {}),
+            },
             "task": result["task"],
             "dataset": result["dataset"],
             "metric": result["metric"],

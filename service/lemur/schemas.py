@@ -98,6 +98,9 @@ class ModelEpoch(BaseModel):
     loss: float | None
     val_loss: float | None
     duration: int = Field(description="nanoseconds of training up to this epoch, cumulative")
+    train_accuracy: float | None = Field(
+        None, description="the metric on the training data, when learn() returns LEMUR's (train_accuracy, train_loss)"
+    )
 
 
 class ModelResult(BaseModel):

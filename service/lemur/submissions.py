@@ -196,6 +196,7 @@ class ModelChecker:
                 loss=e.get("loss"),
                 val_loss=e.get("val_loss"),
                 duration=seconds_to_ns(e["elapsed_seconds"]),
+                train_accuracy=e.get("train_metric"),
             )
             for e in outcome.epochs
         ]
@@ -313,6 +314,7 @@ class ModelChecker:
                     loss=epoch.loss,
                     val_loss=epoch.val_loss,
                     val_metric=epoch.accuracy,
+                    train_metric=epoch.train_accuracy,
                     elapsed_seconds=float(reported["elapsed_seconds"]),
                 )
             )
@@ -345,6 +347,7 @@ class ModelChecker:
                 loss=e.loss,
                 val_loss=e.val_loss,
                 duration=seconds_to_ns(e.elapsed_seconds or 0.0),
+                train_accuracy=e.train_metric,
             )
             for e in trial.epoch_rows
         ]

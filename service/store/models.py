@@ -277,6 +277,9 @@ class TrialEpoch(Base):
     loss: Mapped[float | None] = mapped_column(Float)
     val_loss: Mapped[float | None] = mapped_column(Float)
     val_metric: Mapped[float | None] = mapped_column(Float)
+    #: the metric on the training data, where the model's ``learn`` returned it (LEMUR's
+    #: ``(train_accuracy, train_loss)``)
+    train_metric: Mapped[float | None] = mapped_column(Float, nullable=True)
     #: seconds of training since the trial started, cumulative (LEMUR's duration, in seconds);
     #: None where unknown (some LEMUR records have no duration)
     elapsed_seconds: Mapped[float | None] = mapped_column(Float)

@@ -142,6 +142,7 @@ def record_epoch(session: Session, trial_id: int, data: dict[str, Any]) -> None:
             loss=data.get("loss"),
             val_loss=data.get("val_loss"),
             val_metric=data.get("val_metric"),
+            train_metric=data.get("train_metric"),
             elapsed_seconds=float(data["elapsed_seconds"]),
         )
     )

@@ -352,3 +352,26 @@ def test_the_accuracy_gate_can_be_turned_off(server: Server) -> None:
     # the stored result, asked for again with the gate on, is judged by the gate
     again = submit(server, nn_code=code).json()
     assert again["cached"] and again["status"] == "failed" and again["failure"]["kind"] == "accuracy"
+
+
+def test_a_learn_that_returns_lemurs_train_accuracy_and_loss_has_both_recorded(server: Server, tmp_path: Path) -> None:
+    """LEMUR's newer models return ``(train_accuracy, train_loss)`` from ``learn``."""
+    code = MLP_CODE.replace(
+        "    def learn(self, train_data):\n        self.train()\n",
+        "    def learn(self, train_data):\n        self.train()\n        right = seen = 0\n        total = 0.0\n",
+    ).replace(
+        "            self.optimizer.step()\n",
+        "            self.optimizer.step()\n            right += int((outputs.argmax(1) == labels).sum())\n"
+        "            seen += len(labels)\n            total += float(loss) * len(labels)\n        return right / seen, total / seen\n",
+    )
+    assert "return right / seen" in code
+    result = submit(server, nn_code=code, prefix="trainacc").json()
+    assert result["status"] == "ok", result["failure"]
+    epochs = result["epochs"]
+    assert all(0.3 < e["train_accuracy"] <= 1.0 and e["loss"] > 0 for e in epochs)
+    assert epochs[-1]["train_accuracy"] > epochs[0]["train_accuracy"]
+    stored = httpx.get(f"{server.url}/v1/models/{result['run_id']}", timeout=30).json()
+    assert [e["train_accuracy"] for e in stored["epochs"]] == [e["train_accuracy"] for e in epochs]
+    # and a loss-only learn (the MLP's returns nothing) records none
+    plain = submit(server, seed=11).json()
+    assert plain["status"] == "ok" and all(e["train_accuracy"] is None for e in plain["epochs"])

@@ -175,6 +175,12 @@ class CellarClient:
         """``POST /v1/models``: waits while the server trains the model (no read timeout)."""
         return self._request("POST", "/v1/models", json=body, timeout=httpx.Timeout(60.0, read=None))
 
+    def prompt_examples(self, *, task: str | None = None, dataset: str | None = None, metric: str | None = None,
+                        k: int = 5) -> list[dict[str, Any]]:  # fmt: skip
+        """``GET /v1/prompt-examples``: the ``k`` best distinct models, each with its compacted ``code``."""
+        params = {"task": task, "dataset": dataset, "metric": metric, "k": k}
+        return self._request("GET", "/v1/prompt-examples", params={k: v for k, v in params.items() if v is not None})["data"]
+
     def submit_models(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``POST /v1/submissions``: queue models (each a ``submit_model`` body); their submissions,
         with ``id`` and ``status``, at once."""

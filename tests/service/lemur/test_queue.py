@@ -15,6 +15,7 @@ import pytest
 
 from service.client import CellarHTTPError
 from service.lemur import check_nn
+from service.lemur.generation import ScriptedGenerator, run_loop
 from tests.search_spaces.lemur_models import MLP_CODE
 from tests.service.server import KEY, Server
 
@@ -137,3 +138,35 @@ def test_a_crash_mid_training_loses_nothing_and_the_submission_trains_again(tmp_
         assert len(resumed["result"]["epochs"]) == 30
     finally:
         server.stop()
+
+
+def test_the_generation_loop_runs_end_to_end_without_an_llm(server: Server) -> None:
+    """A scripted generator: examples in, mutated code out through the queue, failures read, and
+    the next round's examples hold the previous round's successes."""
+    prm = {**PRM, "seed_tag": "loop"}  # a prm of its own: the examples are this loop's models
+    with server.client() as client:
+        (seed,) = client.submit_models([model(24, prm=prm, prefix="loopseed")])
+        assert next(client.as_completed([seed["id"]]))["result"]["status"] == "ok"
+        generator = ScriptedGenerator(seed=3)
+        rounds = run_loop(client, generator, rounds=2, per_round=4, task="img-classification", dataset="digits",
+                          metric="acc", prm=prm, k=50)  # fmt: skip
+    first, second = rounds
+    assert len(first.results) == len(first.submitted) == 4
+    assert first.successes, [r["failure"] for r in first.results]
+    # the successes of round 1 are examples in round 2; every failure came with its kind
+    assert set(first.successes) <= set(second.examples)
+    for result in [*first.results, *second.results]:
+        assert result["status"] == "ok" or result["failure"]["kind"] in {"shape", "accuracy", "runtime"}
+    # what the generator learnt: the failures it read, by move
+    failed = [r for r in [*first.results, *second.results] if r["status"] != "ok"]
+    assert sum(len(kinds) for kinds in generator.failures.values()) == len(failed)
+
+
+def test_a_mutation_is_made_through_the_ast() -> None:
+    generator = ScriptedGenerator(seed=1)
+    scaled = generator.mutate(model(64)["nn_code"], "scale_width")
+    assert scaled is not None and "nn.Linear(features, 64)" not in scaled and "nn.Linear(64, out_shape[0])" not in scaled
+    one = ScriptedGenerator(seed=1).mutate(model(64)["nn_code"], "one_layer_width")
+    assert one is not None and ("nn.Linear(features, 64)" in one) != ("nn.Linear(64, out_shape[0])" in one)
+    swapped = generator.mutate(model(64)["nn_code"], "swap_activation")
+    assert swapped is not None and "nn.ReLU()" not in swapped

@@ -62,6 +62,13 @@ def _compact_job(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _compact_result(result: dict[str, Any]) -> dict[str, Any]:
+    """A trained model's answer without its per-epoch details: the accuracies only."""
+    keep = ("name", "status", "accuracy", "accuracy_to_time", "code_quality", "test_accuracy", "params", "failure",
+            "run_id", "cached")  # fmt: skip
+    return {k: result.get(k) for k in keep} | {"epochs": [e["accuracy"] for e in result["epochs"]]}
+
+
 def build_server(call: ApiCaller) -> MCPServer:
     """The MCP server whose tools call Cellar through ``call``."""
     server = MCPServer(name="cellar", title="Cellar", version=__version__, instructions=INSTRUCTIONS)
@@ -170,9 +177,30 @@ def build_server(call: ApiCaller) -> MCPServer:
                                 "save_to_db": save_to_db}
         if prefix is not None:
             body["prefix"] = prefix
-        result = await call("POST", "/v1/models", json=body)
-        keep = ("name", "status", "accuracy", "accuracy_to_time", "code_quality", "test_accuracy", "params", "failure",
-                "run_id", "cached")
-        return {k: result.get(k) for k in keep} | {"epochs": [e["accuracy"] for e in result["epochs"]]}
+        return _compact_result(await call("POST", "/v1/models", json=body))
+
+    @server.tool()
+    async def queue_models(
+        models: Annotated[list[dict[str, Any]], Field(
+            min_length=1, max_length=100,
+            description="model bodies as submit_model takes them: nn_code, task, dataset, metric, prm, prefix")],
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """Queue many models at once without waiting (POST /v1/submissions); answers each one's id,
+        status and name. Follow them with submission_results."""
+        answer = await call("POST", "/v1/submissions", json={"models": models})
+        return [{k: s[k] for k in ("id", "status", "name")} for s in answer["data"]]
+
+    @server.tool()
+    async def submission_results(
+        ids: Annotated[list[int], Field(min_length=1, max_length=100, description="ids from queue_models")],
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """Where queued models stand (queued, running, done) and, once done, each one's result as
+        submit_model answers it: its accuracy, or its failure's kind, message and line."""
+        answer = await call("GET", "/v1/submissions", params={"ids": ",".join(map(str, ids)), "limit": len(ids)})
+        return [
+            {"id": s["id"], "status": s["status"], "name": s["name"]}
+            | ({"result": _compact_result(s["result"])} if s["result"] is not None else {})
+            for s in answer["data"]
+        ]
 
     return server

@@ -38,7 +38,8 @@ def run(session: Any) -> Any:
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(anyio.run, session).result()
 TOOLS = {"list_search_spaces", "list_datasets", "list_strategies", "submit_job", "job_status", "job_summary",
-         "pareto_set", "cancel_job", "query_results", "prompt_examples", "submit_model"}
+         "pareto_set", "cancel_job", "query_results", "prompt_examples", "submit_model", "queue_models",
+         "submission_results"}
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +109,38 @@ def test_an_agent_searches_reads_and_submits_code_over_http(server: LocalServer)
     # the API's own refusals reach the agent as tool errors it can read
     assert seen["refused"].is_error and "search_space" in seen["refused"].content[0].text
     assert seen["missing"].is_error and "job 999 does not exist" in seen["missing"].content[0].text
+
+
+def test_an_agent_queues_models_and_follows_them(server: LocalServer) -> None:
+    prm = {"lr": 0.05, "momentum": 0.9, "dropout": 0.0, "batch": 64, "epoch": 1, "transform": "norm"}
+    model = {"task": "img-classification", "dataset": "digits", "metric": "acc", "prm": prm, "prefix": "mcp-queue"}
+    models = [
+        {**model, "nn_code": MLP_CODE.replace("nn.Linear(features, 64), nn.ReLU()", "nn.Linear(features, 64), nn.GELU()")},
+        {**model, "nn_code": MLP_CODE.replace("nn.Linear(64, out_shape[0])", "nn.Linear(63, out_shape[0])")},
+    ]
+    assert models[0]["nn_code"] != MLP_CODE and models[1]["nn_code"] != MLP_CODE
+
+    async def session() -> tuple[Any, Any, Any]:
+        async with over_http(server) as client:
+            queued = structured(await client.call_tool("queue_models", {"models": models}))
+            for _ in range(900):
+                seen = structured(await client.call_tool("submission_results", {"ids": [q["id"] for q in queued]}))
+                if all(s["status"] == "done" for s in seen):
+                    break
+                await anyio.sleep(0.2)
+            refused = await client.call_tool("queue_models", {"models": [{**model, "dataset": "no-such"}]})
+            return queued, seen, refused
+
+    queued, seen, refused = run(session)
+    assert [q["status"] for q in queued] == ["queued", "queued"] and queued[0]["name"].startswith("mcp-queue-")
+    assert [s["id"] for s in seen] == [q["id"] for q in queued]
+    good, broken = (s["result"] for s in seen)
+    assert good["status"] == "ok" and good["accuracy"] > 0.5 and len(good["epochs"]) == 1
+    assert broken["status"] == "failed" and broken["failure"]["kind"] == "shape"
+    # the same as the HTTP API's answer
+    stored = httpx.get(f"{server.url}/v1/submissions/{queued[0]['id']}", headers={"Authorization": f"Bearer {KEY}"}).json()
+    assert stored["result"]["accuracy"] == good["accuracy"]
+    assert refused.is_error and "no-such" in refused.content[0].text
 
 
 def test_the_http_endpoint_needs_the_key(server: LocalServer) -> None:

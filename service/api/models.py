@@ -32,7 +32,7 @@ async def submit_model(submission: ModelSubmission, request: Request, settings: 
     seed) that trained before is answered from the store (``cached``) without training. It goes
     through the queue of ``POST /v1/submissions``: on Ray workers where the server runs Ray.
     """
-    (row,) = await run_in_threadpool(enqueue, request, [submission], settings)
+    (row,) = await run_in_threadpool(enqueue, request, [submission], settings, batch=False)
     queue, shutdown = request.app.state.queue, request.app.state.shutdown
     while row is not None and row.status != SubmissionStatus.DONE:
         if await shutdown.wait(0.25):

@@ -73,30 +73,33 @@ def _queue(request: Request) -> SubmissionQueue:
     return request.app.state.queue
 
 
-def _check_gpus(queue: SubmissionQueue, submissions: list[ModelSubmission]) -> None:
+def _check_gpus(queue: SubmissionQueue, submissions: list[ModelSubmission], batch: bool) -> None:
     wanted = max((s.gpus for s in submissions), default=0.0)
     if wanted <= 0:
         return
+    first = next(i for i, s in enumerate(submissions) if s.gpus == wanted)
+    field = ("body", "models", first, "gpus") if batch else ("body", "gpus")
     have = queue.gpu_capacity()
     if have is None:
         raise InvalidRequestError(
             f"gpus={wanted:g} needs Ray: this server trains submitted models on its own threads, on the CPU "
             "(model_executor is 'local', or no job manager runs on Ray); submit with gpus=0",
-            field=("body", "gpus"),
+            field=field,
         )
     if have < wanted:
         raise InvalidRequestError(
             f"gpus={wanted:g} is more than the Ray cluster's {have:g} GPU(s); ask for at most {have:g}, or 0 for a CPU",
-            field=("body", "gpus"),
+            field=field,
         )
 
 
-def enqueue(request: Request, submissions: list[ModelSubmission], settings: Any) -> list[QueuedModel]:
-    """Check the submissions against this server, then store them in the queue (a threadpool call)."""
+def enqueue(request: Request, submissions: list[ModelSubmission], settings: Any, *, batch: bool) -> list[QueuedModel]:
+    """Check the submissions against this server, then store them in the queue (a threadpool call).
+    ``batch``: they came as ``POST /v1/submissions``'s ``models`` (errors name ``body.models.<i>``)."""
     for submission in submissions:
         check_dataset_files(submission.dataset, settings)
     queue = _queue(request)
-    _check_gpus(queue, submissions)
+    _check_gpus(queue, submissions, batch)
     return queue.submit(submissions)
 
 
@@ -104,7 +107,7 @@ def enqueue(request: Request, submissions: list[ModelSubmission], settings: Any)
 def submit_models(batch: SubmissionBatch, request: Request, settings: SettingsDep) -> SubmissionList:
     """Queue model code to train (each as ``POST /v1/models`` takes it) and answer at once with the
     submissions' ids. One whose code, ``prm``, dataset and seed trained before is done already."""
-    rows = enqueue(request, batch.models, settings)
+    rows = enqueue(request, batch.models, settings, batch=True)
     return SubmissionList(data=[submission_view(r) for r in rows], count=len(rows))
 
 

@@ -103,8 +103,9 @@ def test_check_nn_waits_on_the_same_queue_and_a_repeat_is_cached(server: Server,
 def test_wrong_requests_name_the_problem(server: Server) -> None:
     with server.client() as client:
         with pytest.raises(CellarHTTPError) as gpus:
-            client.submit_models([model(8, gpus=0.5)])
+            client.submit_models([model(8), model(9, gpus=0.5)])
         assert gpus.value.status_code == 422 and "0 GPU" in str(gpus.value)
+        assert gpus.value.body["detail"][0]["loc"] == ["body", "models", 1, "gpus"]  # which of the models
         with pytest.raises(CellarHTTPError) as empty:
             client.submit_models([])
         assert empty.value.status_code == 422

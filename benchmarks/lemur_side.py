@@ -14,7 +14,12 @@ It has two parts:
           --queries '[{"task":"img-classification","dataset":"cifar-10","only_best_accuracy":true},
                       {"nn":"AlexNet"}, {"max_rows":100}]' --repeat 5
 
-  prints one JSON object on stdout (everything else LEMUR prints goes to stderr). Run with a python
+  prints one JSON object on stdout (everything else LEMUR prints goes to stderr). A query's
+  ``"sql"`` object holds ``JoinConf``'s fields and becomes LEMUR's own
+  ``ab.nn.util.db.Query.JoinConf`` (e.g. ``{"nn": "AlexNet", "sql": {"num_joint_nns": 2,
+  "same_columns": ["dataset"], "diff_columns": ["nn"], "enhance_nn": true}}``); ``--minhash`` fills
+  LEMUR's ``nn_minhash`` table with LEMUR's own functions (``fill_minhash``), which its
+  ``similarity_mode="anchor_band_db_minhash"`` reads; ``--dump`` writes every row. Run with a python
   that lacks LEMUR, the CLI re-executes itself with ``ensure_lemur_venv()``'s python.
   ``python benchmarks/lemur_side.py --ensure-venv [PATH]`` only creates the venv and prints its python.
 
@@ -59,6 +64,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import re
 import tempfile
 import time
 import zipfile
@@ -77,6 +83,9 @@ LEMUR_DEPS = (
     "tqdm==4.70.1",
     "psutil==7.2.2",
     "zstandard==0.25.0",
+    # LEMUR's MinHash of model code (ab.nn.util.NNAnalysisSimilarity), for --minhash
+    "datasketch==2.0.0",
+    "scipy==1.17.1",
 )
 _MARKER = ".cellar-lemur-venv.json"
 _REPO = Path(__file__).resolve().parent.parent
@@ -88,6 +97,8 @@ DEFAULT_QUERIES = [
     {"max_rows": 100},
 ]
 CODE_COLUMNS = ("nn_code", "metric_code", "transform_code")
+# a partner's code in LEMUR's pair rows: nn_code_2, metric_code_2, transform_code_2, ...
+_PARTNER_CODE = re.compile(r"^(nn|metric|transform)_code_\d+$")
 
 
 # ----------------------------------------------------------------------------- the venv (stdlib)
@@ -242,8 +253,39 @@ def _json_records(stat: Path) -> int:
 
 
 def _kwargs(q: dict) -> dict:
-    # lru_cache needs hashable arguments; LEMUR takes several names as a tuple (sql_where)
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in q.items()}
+    """``data()``'s keyword arguments from a JSON query. Lists become tuples (lru_cache needs
+    hashable arguments; LEMUR takes several names as a tuple). ``sql`` (an object of ``JoinConf``'s
+    fields) becomes LEMUR's own ``ab.nn.util.db.Query.JoinConf``."""
+    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in q.items()}
+    if isinstance(kw.get("sql"), dict):
+        from ab.nn.util.db.Query import JoinConf
+
+        kw["sql"] = JoinConf(**{k: tuple(v) if isinstance(v, list) else v for k, v in kw["sql"].items()})
+    return kw
+
+
+def fill_minhash(db_file: str) -> dict:
+    """LEMUR's ``nn_minhash`` table for the models of its ``nn`` table that lack a row.
+
+    LEMUR fills the table from ``stat/nn/<nn>.json`` (``json_nn_to_db``), files its
+    ``log_nn_stat`` writes after building each model with torch; the archive has none. This does
+    what those two steps do for the signature alone, with LEMUR's functions:
+    ``NNAnalysisSimilarity.to_minhash(code, num_perm=128, n=7)`` (as ``code_minhash_signature``)
+    and ``build_nn_similarity.upsert_minhash_batch``."""
+    import sqlite3
+
+    from ab.nn.util.NNAnalysisSimilarity import to_minhash
+    from ab.nn.util.db.build_nn_similarity import upsert_minhash_batch
+
+    con = sqlite3.connect(db_file)
+    try:
+        todo = con.execute("SELECT name, code FROM nn WHERE name NOT IN (SELECT nn FROM nn_minhash)").fetchall()
+        records = [{"nn": name, "hashvalues": to_minhash(code or "", num_perm=128, n=7).hashvalues.tolist(),
+                    "num_perm": 128, "shingle_n": 7} for name, code in todo]
+        added = upsert_minhash_batch(con, records) if records else 0
+        return {"minhash_added": added, "minhash_rows": con.execute("SELECT COUNT(*) FROM nn_minhash").fetchone()[0]}
+    finally:
+        con.close()
 
 
 def _plain(v):
@@ -283,7 +325,8 @@ def run_queries(queries: list[dict], repeat: int, dump=None, dump_code: bool = F
                    cached_median_s=round(statistics.median(cached), 9),
                    rows=int(len(df)), columns=[str(c) for c in df.columns])
         if dump is not None:
-            cols = [c for c in df.columns if dump_code or c not in CODE_COLUMNS]
+            cols = [c for c in df.columns
+                    if dump_code or (c not in CODE_COLUMNS and not _PARTNER_CODE.match(str(c)))]
             for rec in df[cols].to_dict("records"):
                 row = {"_query": i}
                 for k, v in rec.items():
@@ -314,6 +357,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--dump", default=None, help="write the rows of every query to this file as JSON lines")
     ap.add_argument("--dump-code", action="store_true", help="keep nn_code/metric_code/transform_code in --dump")
+    ap.add_argument("--minhash", action="store_true",
+                    help="fill LEMUR's nn_minhash table from its nn table (anchor_band_db_minhash queries need it)")
     args = ap.parse_args(argv)
 
     if args.ensure_venv is not None:
@@ -339,6 +384,8 @@ def main(argv=None) -> int:
                  "stat": str(stat)}
     out.update(_import_lemur(stat, db_root, args.rebuild))
     out.update(_db_counts(out["db_file"]))
+    if args.minhash:
+        out.update(fill_minhash(out["db_file"]))
     if not out["db_reused"]:
         out["json_records"] = _json_records(stat)
     dump = open(args.dump, "w", encoding="utf-8") if args.dump else None

@@ -32,12 +32,24 @@ _PARTNER = (
     ("transform_code", "transform_code"), ("prm_id", "prm_id"), ("accuracy", "accuracy"),
     ("duration", "duration"), ("epoch", "epoch"),
 )  # fmt: skip
+#: a partner's columns that LEMUR's pair rows lack, after LEMUR's columns: nn-gpt's dataset
+#: comparison prompts read ``dataset_2`` (nn-gpt patches LEMUR's pair query to get it)
+_PARTNER_MORE = ("task", "dataset")
 #: the ``nn_*`` output column of each ``nn_stat`` column
 STAT_OUTPUT_OF = {column: out for out, column in STAT_OUTPUT.items()}
 #: the columns of an anchor-band row, LEMUR's ``stat`` table first
 _ANCHOR = (
     "id", "accuracy", "epoch", "duration", "task", "dataset", "nn", "metric", "prm", "nn_code",
     "transform_code", "prm_id", "anchor_jaccard", "anchor_nn",
+)  # fmt: skip
+#: an anchor row's ``arch_summary`` (LEMUR's ``attach_arch_summaries``): key -> statistic column;
+#: ``{}`` without statistics, as in LEMUR, whose anchor rows never carry them
+_SUMMARY = (
+    ("total_params", "nn_total_params"), ("trainable_params", "nn_trainable_params"),
+    ("total_layers", "nn_total_layers"), ("leaf_layers", "nn_leaf_layers"), ("max_depth", "nn_max_depth"),
+    ("flops", "nn_flops"), ("model_size_mb", "nn_model_size_mb"), ("dropout_count", "nn_dropout_count"),
+    ("has_attention", "nn_has_attention"), ("has_residual", "nn_has_residual"),
+    ("is_resnet_like", "nn_is_resnet_like"), ("is_transformer_like", "nn_is_transformer_like"),
 )  # fmt: skip
 
 
@@ -125,6 +137,9 @@ def _pair_record(row: dict[str, Any], n: int, nn_stats: bool, texts: dict[str, s
     record["prm"] = row.get("prm")
     for i in range(2, n + 1):
         record[f"prm_{i}"] = partners[i - 2].get("prm", {}) if len(partners) >= i - 1 else {}
+    for i in range(2, max(n, 2) + 1):
+        partner = partners[i - 2] if len(partners) >= i - 1 else {}
+        record.update({f"{column}_{i}": partner.get(column) for column in _PARTNER_MORE})
     record.update({c: row.get(c) for c in CELLAR_COLUMNS})
     return record
 
@@ -234,7 +249,8 @@ def _joined(
         records = [_pair_record(row, n, include_nn_stats, texts) for row in rows]
         partner = [f"{c}_{i}" for i in range(2, max(n, 2) + 1) for c, _ in _PARTNER]
         prms = [f"prm_{i}" for i in range(2, n + 1)]
-        return _frame(records, (*_BASE, *stats, "matched_id", *partner, "prm", *prms, *CELLAR_COLUMNS))
+        more = [f"{c}_{i}" for i in range(2, max(n, 2) + 1) for c in _PARTNER_MORE]
+        return _frame(records, (*_BASE, *stats, "matched_id", *partner, "prm", *prms, *more, *CELLAR_COLUMNS))
     if answer["mode"] == "top":
         records = []
         for row in rows:
@@ -245,10 +261,15 @@ def _joined(
             record.update({c: row.get(c) for c in CELLAR_COLUMNS})
             records.append(record)
         return _frame(records, (*_BASE, *stats, "rn", "prm", *CELLAR_COLUMNS))
-    records = [{**{c: row.get(c) for c in _ANCHOR}, **{c: row.get(c) for c in CELLAR_COLUMNS}} for row in rows]
-    if records:
+    records = []
+    for row in rows:
+        values = _stat_columns(row) if include_nn_stats else {}
+        summary = {key: values.get(out) for key, out in _SUMMARY} if values else {}
+        records.append({**{c: row.get(c) for c in _ANCHOR}, "arch_summary": summary, "diversity_meta": None,
+                        **{c: row.get(c) for c in CELLAR_COLUMNS}})  # fmt: skip
+    if records:  # LEMUR's meta sits on the first row; the others have none
         records[0]["diversity_meta"] = answer.get("meta") or {}
-    return _frame(records, (*_ANCHOR, *CELLAR_COLUMNS))
+    return _frame(records, (*_ANCHOR, "arch_summary", "diversity_meta", *CELLAR_COLUMNS))
 
 
 data = _Data()

@@ -8,7 +8,8 @@ Three modes, chosen as LEMUR chooses them:
   (``nn_2``, ...); Cellar joins ``num_joint_nns - 1`` distinct ones (LEMUR raises a ``KeyError``
   beyond two).
 - **top** (``num_joint_nns`` > 1 and no columns): the ``num_joint_nns`` best models, each at its
-  best row (earliest epoch among ties).
+  best row (earliest epoch among ties), ordered by score (models tied on it by name, as LEMUR's rows
+  come).
 - **anchor** (``similarity_mode="anchor_band_db_minhash"``): models whose code is similar to an
   anchor model's, within a band of the MinHash Jaccard estimate (``service.lemur.similarity``):
   each model at its best row, best first, ``num_joint_nns * overfetch_factor`` of them. Without
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import select
-from sqlalchemy.orm import Session, undefer
+from sqlalchemy.orm import Session
 
 from ..lemur.similarity import SIM_BANDS, band_range, code_signature, jaccard
 from ._store import Store
@@ -91,7 +92,9 @@ def join_rows(store: Store, query: DataQuery, spec: JoinSpec, *, nn_stats: bool 
         if spec.mode == "pairs":
             return _pairs(session, keys, spec, query.max_rows, limit, nn_stats)
         if spec.mode == "top":
-            best = _best_per_model(keys)[: spec.num_joint_nns]
+            # LEMUR orders by accuracy alone; among ties its rows come in model-name order
+            best = sorted(_best_per_model(keys), key=lambda k: (k[6] is None, -(k[6] or 0.0), k[5]))
+            best = best[: spec.num_joint_nns]
             rows = rows_at(session, [(k[0], k[1]) for k in best], nn_stats=nn_stats)
             return JoinAnswer("top", rows)
         best = _best_per_model(keys)
@@ -109,7 +112,8 @@ def _keys(session: Session, query: DataQuery, spec: JoinSpec) -> list[tuple[Any,
 
 
 def _best_per_model(keys: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """Each model's best row (highest score, then earliest epoch and run), best models first."""
+    """Each model's best row (highest score, then earliest epoch and run), best models first (ties:
+    the earlier epoch, then the name)."""
 
     def rank(key: tuple[Any, ...]) -> tuple[Any, ...]:
         score = key[6]
@@ -118,7 +122,8 @@ def _best_per_model(keys: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     best: dict[str, tuple[Any, ...]] = {}
     for key in sorted(keys, key=rank):
         best.setdefault(key[5], key)
-    return sorted(best.values(), key=lambda k: (*rank(k)[:2], k[5], k[1]))
+    # LEMUR's order of candidate anchors: accuracy, then the earlier epoch, then the name
+    return sorted(best.values(), key=lambda k: (*rank(k)[:2], k[1], k[5]))
 
 
 def _pairs(
@@ -172,7 +177,7 @@ def _architectures(session: Session, trial_ids: list[int]) -> dict[int, int]:
                 select(Trial.trial_id, Trial.architecture_id)
                 .join(Architecture, Architecture.architecture_id == Trial.architecture_id)
                 .where(Trial.trial_id.in_(chunk), Architecture.nn_code.is_not(None))
-            ).tuples()
+            ).all()  # a Result has keys(): dict.update would read it as a mapping
         )
     return found
 
@@ -187,9 +192,10 @@ def _signatures(store: Store, arch_ids: set[int]) -> dict[int, bytes]:
     with store.read() as session:
         for start in range(0, len(ids), 2_000):
             rows = session.execute(
-                select(Architecture.architecture_id, Architecture.code_minhash)
-                .options(undefer(Architecture.code_minhash))
-                .where(Architecture.architecture_id.in_(ids[start : start + 2_000]))
+                # a column selected by name is read even where the mapping defers it
+                select(Architecture.architecture_id, Architecture.code_minhash).where(
+                    Architecture.architecture_id.in_(ids[start : start + 2_000])
+                )
             )
             for arch_id, signature in rows:
                 if signature is None:

@@ -63,6 +63,9 @@ class TrialPayload:
     #: where ``finish`` writes the trained weights (``torch.save`` of the state_dict with the shapes
     #: and prm that rebuild the network); None: the job keeps none
     weights_path: str | None = None
+    #: the source of a user's transform file (LEMUR's ``transform_dir``: ``<dir>/<prm['transform']>.py``
+    #: defining ``transform(norm)``), run in the sandbox in place of Cellar's transform of that name
+    transform_code: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

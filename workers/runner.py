@@ -411,15 +411,20 @@ class TrialRunner:
         """Load (once per worker) the trial's dataset."""
         self._load(p.dataset, p.data_dir)
 
-    def prepare(self, p: TrialPayload) -> PreparedTrial:
-        """(dataset info, split, batches and evaluations, the model's in_shape, out_shape) of a trial."""
+    def prepare(self, p: TrialPayload, transform: Any = None) -> PreparedTrial:
+        """(dataset info, split, batches and evaluations, the model's in_shape, out_shape) of a trial.
+        ``transform``: a transform module (a user's file, ``search_spaces.transforms.user``) in place of
+        the one ``prm["transform"]`` names."""
         root = Path(p.data_dir) if p.data_dir else None
         data = self._load(p.dataset, p.data_dir)
         info = get_dataset(p.dataset).describe(root)
         split = seeded_split(len(data), p.split_seed, p.split_fractions)
-        transform = load_transform(str(p.prm.get("transform", info.transform)))
+        if transform is None:
+            transform = load_transform(str(p.prm.get("transform", info.transform)))
         prepared = prepare(info, data, split, p.prm, p.seed, transform)
-        in_shape = (1, *transform.out_shape(info.in_shape))  # what the model sees: norm_299 gives 299x299
+        # what the model sees: norm_299 gives 299x299; a user's file, whatever its pipeline gives
+        shape = transform.out_shape(info.in_shape) if transform.out_shape else prepared.one.shape[1:]
+        in_shape = (1, *shape)
         return info, split, prepared, in_shape, tuple(info.out_shape)
 
     # ---- helpers -----------------------------------------------------------------------------

@@ -12,6 +12,8 @@ The code's stages, each ending in a structured failure an LLM can act on:
    ``forward``; checked on the text, then on the executed module;
 3. ``shape``    — ``Net`` built for the dataset's (transformed) input runs a forward pass on a real
    batch and returns ``(batch, *out_shape)``; the failure gives the tensor shapes;
+   A user's transform file (``transform_code``, LEMUR's ``transform_dir``) is compiled with the
+   code's text and executed after the audit hook; whatever it does wrong is kind ``transform``;
 4. training epochs: ``nan_loss`` (a NaN or infinite loss), ``oom`` (past the memory cap),
    ``runtime`` (any other exception, its traceback trimmed to the model's frames). ``timeout``
    is decided by the parent, which kills the process group.
@@ -174,6 +176,44 @@ def _check_syntax(code: str, filename: str) -> None:
         ) from None
 
 
+def _check_transform_syntax(payload: dict[str, Any]) -> None:
+    """A user's transform file (LEMUR's ``transform_dir``) must compile too: its own failure kind."""
+    code = payload.get("transform_code")
+    if code is None:
+        return
+    name = str(payload["prm"].get("transform"))
+    try:
+        compile(code, f"<transform {name}.py>", "exec")
+    except SyntaxError as error:
+        where = f"line {error.lineno}" + (f", column {error.offset}" if error.offset else "")
+        raise StageFailure(
+            "transform", f"the transform file {name}.py does not compile: {where}: {error.msg}",
+            line=error.lineno, column=error.offset,
+        ) from None
+
+
+def _transform_failure(error: Any, name: str) -> StageFailure:
+    """A ``TransformCodeError`` as the ``transform`` failure, with the traceback from the file's frames."""
+    from search_spaces.transforms.user import transform_filename
+
+    details = {"line": error.line} if error.line else {}
+    if error.error is not None and not isinstance(error.error, SyntaxError):
+        details["traceback"] = _model_frames(error.error, transform_filename(name))
+    return StageFailure("transform", str(error), **details)
+
+
+def _prepare_user_transform(runner: Any, trial: Any) -> Any:
+    """The trial's batches through the user's transform file, executed here, after the audit hook."""
+    from search_spaces.errors import IncompatibleDatasetError
+    from search_spaces.transforms.user import load_user_transform
+
+    adapter = load_user_transform(trial.transform_code, str(trial.prm.get("transform")))
+    try:
+        return runner.prepare(trial, transform=adapter)
+    except IncompatibleDatasetError as error:
+        raise StageFailure("transform", str(error)) from None
+
+
 def _check_contract(module: Any) -> None:
     problems = []
     supported = getattr(module, "supported_hyperparameters", None)
@@ -314,6 +354,7 @@ def main() -> None:
     try:
         # the text first: no submitted code runs, and no torch is needed, to find these
         _check_syntax(code, filename)
+        _check_transform_syntax(payload)
         try:
             inspect_model_code(code)
         except ValueError as error:
@@ -330,6 +371,8 @@ def main() -> None:
 
     assert torchvision.ops.nms is not None  # its compiled operators are loaded now
 
+    from search_spaces.transforms.user import TransformCodeError
+
     from .nn_module import load_nn_module
     from .protocol import TrialPayload
     from .runner import TrialDiverged, TrialOutOfMemory, TrialRunner
@@ -337,13 +380,19 @@ def main() -> None:
     torch.set_num_threads(1)
     trial = TrialPayload.from_dict(payload)
     runner = TrialRunner(threads=1)
-    # the data, split and batches are the harness's, made before the cap: the model's memory is its own
-    ready = runner.prepare(trial)
+    # the data, split and batches are the harness's, made before the cap: the model's memory is its own.
+    # A user's transform file is submitted code: it runs after the hook, its batches in the model's memory
+    if trial.transform_code is None:
+        ready = runner.prepare(trial)
+    else:
+        runner.load(trial)
     _limit(resource.RLIMIT_DATA, _vm_data() + int(limits["memory_mb"]) * 1024 * 1024)
     report("ready", network="none (own namespace)" if isolated else "audit hook only", pid=os.getpid())
     _install_audit_hook(home)
 
     try:
+        if trial.transform_code is not None:
+            ready = _prepare_user_transform(runner, trial)
         try:
             module = load_nn_module(code, trial.nn_name)
         except MemoryError:
@@ -366,6 +415,9 @@ def main() -> None:
         report("final", **runner.finish())
     except StageFailure as failure:
         _fail(report, failure, code, passed)
+        return
+    except TransformCodeError as error:
+        _fail(report, _transform_failure(error, str(trial.prm.get("transform"))), code, passed)
         return
     except TrialDiverged as error:
         _fail(report, StageFailure("nan_loss", str(error)), code, passed)

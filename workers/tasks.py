@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from search_spaces.datasets import ArrayData, DatasetInfo, GraphData, GraphSetData, Split
+from search_spaces.errors import IncompatibleDatasetError
 from search_spaces.transforms import check_transform, load_transform
 
 __all__ = ["Evaluation", "Prepared", "prepare"]
@@ -92,7 +93,14 @@ def prepare(
     """
     if getattr(transform, "NAME", None) is None:
         transform = load_transform(str(prm.get("transform", info.transform)))
-    check_transform(transform.NAME, info)
+    if getattr(transform, "USER", False):  # a user's transform file: it takes images, one at a time
+        if not (isinstance(data, ArrayData) and len(info.in_shape) == 3):
+            raise IncompatibleDatasetError(
+                f"the transform file {transform.NAME}.py takes images (a PIL image each); dataset {info.name!r} "
+                f"({info.task}) has samples of shape {list(info.in_shape)}"
+            )
+    else:
+        check_transform(transform.NAME, info)
     batch_size = int(prm.get("batch", 64))
     if isinstance(data, ArrayData):
         return _arrays(info, data, split, batch_size, seed, transform)

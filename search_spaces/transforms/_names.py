@@ -15,6 +15,7 @@ __all__ = [
     "CENTER_CROP",
     "FAMILIES",
     "FIXED_SIZE",
+    "LEMUR_FILES",
     "MAX_SIZE",
     "RANDOM_FLIP_P",
     "SOFT_PAD_SIZE",
@@ -31,10 +32,6 @@ FAMILIES: dict[str, str] = {
     "<size>x<size> (<crop>x<crop>), [flip,] normalise each channel; norm_cc_<size> is norm_<size>",
     "echo": "resize to <size>x<size>, [flip,] no normalisation (pixels stay in [0, 1])",
     "complex": "resize to <size>x<size>, [flip,] cast to complex64 (pixels in [0, 1], zero imaginary part)",
-    "soft_pad": "pad the bottom and right with zeros up to 800x800 (larger images stay), no normalisation",
-    "center_crop": "centre-crop 48x48 (zero-padded evenly where the image is smaller), resize to 64x64, normalise",
-    "random_horizontal_flip": "flip horizontally with probability 0.24, resize to 64x64, normalise",
-    "random_vertical_flip": "flip vertically with probability 0.22, resize to 64x64, normalise",
 }
 
 #: the names Cellar accepts, as patterns; every name in LEMUR's statistics matches one of them
@@ -61,6 +58,25 @@ CENTER_CROP = 48
 FIXED_SIZE = 64
 #: LEMUR's ``random_*_flip``: the probability of the flip
 RANDOM_FLIP_P: dict[str, float] = {"random_horizontal_flip": 0.24, "random_vertical_flip": 0.22}
+
+#: the names whose LEMUR file does something else than their family's rule, as LEMUR's file does it:
+#: name -> (pipeline, squash, what LEMUR's file does); ``pipeline`` "batch" runs in ``pipeline.py``, the others in
+#: ``torchvision_pipeline.py`` (torchvision on each 8-bit image, exactly as LEMUR)
+LEMUR_FILES: dict[str, tuple[str, bool, str]] = {
+    "norm_160_flip": (
+        "random_resized_crop", False,
+        "a random resized crop to 160x160 (torchvision's RandomResizedCrop, not Resize + CenterCrop), a random "
+        "horizontal flip, normalise; in torchvision, per 8-bit image, training and evaluation alike",
+    ),
+    "norm_256": ("batch", True, "resize to 256x256 (Resize((256, 256)): both sides, not Resize(256) + CenterCrop(256))"),
+    "complex_192": (
+        "sr_pair", False,
+        "a super-resolution pair transform, not a complex64 cast: a random 64x64 crop of the low-resolution "
+        "image and the matching 192x192 crop of the high-resolution one, random flips and quarter turns",
+    ),
+}
+#: sr_pair (``complex_192``): the high-resolution crop is this many times the low-resolution one
+SR_SCALE = 3
 
 #: families whose random flip comes before the resize (LEMUR's order); ``_flip`` names flip after it
 _FLIP_FIRST = frozenset(RANDOM_FLIP_P)
@@ -118,6 +134,12 @@ class TransformSpec:
     crop: int | None = None
     vflip: bool = False
     flip_p: float = 0.5
+    #: "batch" (``pipeline.py``, torch ops on batches), or the torchvision pipeline of a LEMUR file
+    #: that is not its family's rule (``torchvision_pipeline.py``): "random_resized_crop", "sr_pair"
+    pipeline: str = "batch"
+    #: norm: resize both sides to ``size`` (LEMUR's ``Resize((size, size))``) instead of the shorter
+    #: side and a centre crop
+    squash: bool = False
 
     @property
     def images_only(self) -> bool:
@@ -128,6 +150,22 @@ class TransformSpec:
     @property
     def steps(self) -> tuple[str, ...]:
         """What the transform does, step by step, in words."""
+        if self.pipeline == "random_resized_crop":
+            return (
+                f"crop a random area of 8% to 100% of the image, aspect ratio 3/4 to 4/3, and resize it to "
+                f"{self.size}x{self.size} (torchvision's RandomResizedCrop, bilinear, on the 8-bit image)",
+                *(["flip horizontally with probability 0.5"] if self.flip else []),
+                "to [0, 1] (ToTensor), then normalise each channel with the dataset's (mean, std)",
+                "training and evaluation alike, as LEMUR; each image under its own seed (evaluation: fixed seeds)",
+            )
+        if self.pipeline == "sr_pair":
+            low = (self.size or 0) // SR_SCALE
+            return (
+                f"on (low, high) image pairs: a random {low}x{low} crop of the low-resolution image and the "
+                f"matching {self.size}x{self.size} crop of the high-resolution one",
+                "flip both left-right with probability 0.5, then top-bottom with probability 0.5",
+                "turn both by 0, 90, 180 or 270 degrees, at random; values left as they are",
+            )
         flips = [
             f"flip training images {direction} with probability {self.flip_p:g} (evaluation images: never)"
             for direction, on in (("horizontally", self.flip), ("vertically", self.vflip))
@@ -146,7 +184,7 @@ class TransformSpec:
         s = self.size
         if self.family == "soft_pad":
             return f"pad the bottom and right with zeros up to {s}x{s}"
-        if self.family != "norm":
+        if self.family != "norm" or self.squash:
             return f"resize to {s}x{s} (bilinear)"
         resize = self.resize or s
         padded = " (zero-padded evenly where the resized image is smaller)" if resize < s else ""
@@ -164,6 +202,8 @@ class TransformSpec:
         if len(in_shape) != 3:
             raise ValueError(f"transform {self.name!r} works on images (C, H, W), got samples of shape {list(in_shape)}")
         channels, height, width = in_shape
+        if self.pipeline == "sr_pair":
+            return (channels, self.size // SR_SCALE, self.size // SR_SCALE)
         if self.family == "soft_pad":
             return (channels, max(height, self.size), max(width, self.size))
         return (channels, self.size, self.size)
@@ -179,6 +219,11 @@ def parse_transform(name: str) -> TransformSpec:
     for group in ("size", "resize", "crop", "cc"):
         if match[group] and int(match[group]) > MAX_SIZE:
             raise UnknownTransformError(name, f"size {int(match[group])} is larger than {MAX_SIZE}")
+    if name in LEMUR_FILES:
+        pipeline, squash, _ = LEMUR_FILES[name]
+        size = int(match["size"])
+        return TransformSpec(name=name, family=match["family"], size=size, flip=bool(match["flip"]),
+                             pipeline=pipeline, squash=squash)
     fixed = match["fixed"]
     if fixed == "soft_pad":
         return TransformSpec(name=name, family="soft_pad", size=SOFT_PAD_SIZE)
@@ -207,6 +252,12 @@ def check_transform(name: str, info: DatasetInfo | None = None) -> str:
     samples are not images.
     """
     spec = parse_transform(name)
+    if info is not None and spec.pipeline == "sr_pair":
+        raise IncompatibleDatasetError(
+            f"transform {name!r} is LEMUR's {LEMUR_FILES[name][2]}; dataset "
+            f"{info.name!r} ({info.task}) has single images: use complex_<size> with another size for the "
+            "complex64 family"
+        )
     if info is not None and spec.images_only and not (info.kind == "array" and len(info.in_shape) == 3):
         raise IncompatibleDatasetError(
             f"transform {name!r} works on images (C, H, W); dataset {info.name!r} ({info.task}) has samples "

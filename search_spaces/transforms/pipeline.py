@@ -28,6 +28,7 @@ RESIZE = None  # norm: the shorter side's length before the centre crop of SIZE;
 CROP = None  # center_crop: the centre CROP x CROP taken (zero-padded where smaller) before resizing to SIZE
 VFLIP = False  # flip training images vertically with probability FLIP_P
 FLIP_P = 0.5  # the probability of each random flip
+SQUASH = False  # norm: resize both sides to SIZE (LEMUR's norm_256 is Resize((256, 256))), no centre crop
 # cellar: end architecture
 
 #: the families that normalise each channel with the dataset's (mean, std)
@@ -75,7 +76,7 @@ def pipeline(norm, train, generator):
         if SIZE is not None:
             if FAMILY == "soft_pad":
                 x = pad_to(x, SIZE)
-            elif FAMILY == "norm":  # torchvision's Resize(RESIZE) then CenterCrop(SIZE)
+            elif FAMILY == "norm" and not SQUASH:  # torchvision's Resize(RESIZE) then CenterCrop(SIZE)
                 x = center_crop(resize_shorter(x, RESIZE or SIZE), SIZE)
             else:  # Resize((SIZE, SIZE))
                 x = resize(x, SIZE, SIZE)

@@ -9,6 +9,7 @@ trained on the server at ``CELLAR_URL``.
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ __all__ = ["JoinConf", "ModelCheckError", "check_nn", "data", "data_withnonnullv
 
 class ModelCheckError(RuntimeError):
     """The submitted model failed (LEMUR's ``check_nn`` raises too). ``kind`` is the failed stage:
-    ``syntax``, ``contract``, ``shape``, ``nan_loss``, ``oom``, ``timeout`` or ``runtime``;
+    ``syntax``, ``contract``, ``shape``, ``nan_loss``, ``oom``, ``timeout``, ``runtime``, ``accuracy`` or
+    ``transform`` (a transform file of ``transform_dir``);
     ``result`` the server's whole answer (``failure`` holds line, traceback or shapes)."""
 
     def __init__(self, result: dict[str, Any]) -> None:
@@ -63,6 +65,34 @@ def _write_stat(save_path: str | Path, result: dict[str, Any]) -> None:
         path.write_text(json.dumps(records, indent=4))
 
 
+def _transform_file(transform_dir: str | Path, prm: dict[str, Any]) -> str | None:
+    """The source of ``<transform_dir>/<prm['transform']>.py`` when LEMUR's ``load_dataset`` would run
+    it: the file exists and defines ``transform`` (read from its text here; it is executed only in the
+    sandbox). None: LEMUR falls back to its transform of that name, and Cellar to its own. A file that
+    does not parse is sent as it is: the sandbox reports it (failure kind ``transform``), as LEMUR raises."""
+    name = prm.get("transform")
+    if not isinstance(name, str) or not name:
+        raise ValueError("transform_dir needs prm['transform']: the name of the file <transform_dir>/<name>.py")
+    path = Path(transform_dir) / f"{name}.py"
+    if not path.is_file():
+        return None
+    code = path.read_text(encoding="utf-8")
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code
+    defined = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            defined.update(t.id for t in targets if isinstance(t, ast.Name))
+    return code if "transform" in defined else None
+
+
 def check_nn(
     nn_code: str,
     task: str,
@@ -86,16 +116,15 @@ def check_nn(
 
     ``prm`` holds ``batch``, ``epoch`` (epochs), ``transform`` and the model's own values (``lr``,
     ``momentum``, ...). With ``save_to_db``, ``save_path`` also writes the statistics there as
-    LEMUR's ``check_nn`` does: ``<save_path>/<epoch>.json``. ``export_onnx`` and ``transform_dir``
-    (custom transform files) are LEMUR features Cellar does not have: passing them is an error.
+    LEMUR's ``check_nn`` does: ``<save_path>/<epoch>.json``. ``transform_dir``, as LEMUR's: where
+    ``<transform_dir>/<prm['transform']>.py`` exists and defines ``transform``, its source is sent and
+    runs in the server's sandbox in place of the transform of that name (``transform(norm)`` returning
+    the pipeline for one PIL image); otherwise the name is Cellar's. ``export_onnx`` (weights) is a
+    LEMUR feature Cellar does not have: passing it is an error.
     """
     if export_onnx:
         raise ValueError("export_onnx is not supported: Cellar keeps no weights (train the code yourself to export it)")
-    if transform_dir is not None:
-        raise ValueError(
-            "transform_dir is not supported: Cellar runs its own transforms by LEMUR name "
-            "(norm_<size>, echo_<size>, complex_<size>, ..._flip); give the name in prm['transform']"
-        )
+    transform_code = _transform_file(transform_dir, prm) if transform_dir is not None else None
     body = {
         "nn_code": nn_code,
         "task": task,
@@ -108,6 +137,8 @@ def check_nn(
         "accuracy_gate": accuracy_gate,
         "seed": seed,
     }
+    if transform_code is not None:
+        body["transform_code"] = transform_code
     with CellarClient(url, api_key) as client:
         result = client.submit_model(body)
     if result["status"] != "ok":

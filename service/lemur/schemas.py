@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -16,7 +17,9 @@ def _choices(values: list[str] | tuple[str, ...]) -> str:
     return ", ".join(repr(v) for v in values)
 
 
-FAILURE_KINDS = ("syntax", "contract", "shape", "nan_loss", "oom", "timeout", "runtime", "accuracy")
+FAILURE_KINDS = ("syntax", "contract", "shape", "nan_loss", "oom", "timeout", "runtime", "accuracy", "transform")
+#: a transform file's name (``prm['transform']`` with ``transform_code``): ``<name>.py`` in LEMUR's transform_dir
+_TRANSFORM_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 
 
 class ModelSubmission(BaseModel):
@@ -27,7 +30,10 @@ class ModelSubmission(BaseModel):
     nn_code: str = Field(min_length=1, max_length=500_000, description="model source under LEMUR's contract")
     task: str = Field(description="LEMUR task, e.g. img-classification; must be the dataset's")
     dataset: str = Field(description="a Cellar dataset (GET /v1/datasets)")
-    metric: str = Field(description="LEMUR metric name, e.g. acc; must be the dataset's")
+    metric: str = Field(
+        description="LEMUR metric name, e.g. acc; must be the dataset's (LEMUR's comma-separated list, the first "
+        "primary: Cellar computes one metric per task, so the list holds only that one)"
+    )
     prm: dict[str, Any] = Field(
         description="hyperparameters: 'batch' (default 64), 'epoch' (epochs, default 1), 'transform' "
         "(default the dataset's) and whatever the model reads ('lr', 'momentum', ...)"
@@ -44,6 +50,14 @@ class ModelSubmission(BaseModel):
         le=8,
         description="GPUs to train on (fractions share one: 0.25 lets four models use it); 0 trains on a CPU. "
         "Needs a Ray cluster with GPUs",
+    )
+    transform_code: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200_000,
+        description="the source of a transform file (LEMUR's check_nn transform_dir: <dir>/<prm.transform>.py), "
+        "defining transform(norm) that returns the pipeline for one PIL image; it runs in the sandbox in place of "
+        "Cellar's transform of that name, and is stored as the run's transform code",
     )
     accuracy_gate: bool = Field(
         True,
@@ -63,9 +77,17 @@ class ModelSubmission(BaseModel):
         info = get_dataset(self.dataset).info
         if self.task != info.task:
             raise ValueError(f"task {self.task!r} does not match dataset {self.dataset!r}, whose task is {info.task!r}")
-        if self.metric != info.metric:
+        primary, *others = (m.strip() for m in self.metric.split(","))
+        if primary != info.metric:
             raise ValueError(
                 f"metric {self.metric!r} does not match dataset {self.dataset!r}, which is scored with {info.metric!r}"
+                + (" (in LEMUR's comma-separated list, the first is the primary metric)" if others else "")
+            )
+        if others:  # LEMUR's "acc,iou": the first is primary, each one is recorded as metric_<name>
+            raise ValueError(
+                f"metric {self.metric!r}: Cellar computes one metric per task, {info.metric!r} for dataset "
+                f"{self.dataset!r} ({info.task}), so it cannot record {', '.join(repr(o) for o in others)}; "
+                f"send metric={info.metric!r}"
             )
         prm = dict(self.prm)
         batch = prm.setdefault("batch", 64)
@@ -77,15 +99,26 @@ class ModelSubmission(BaseModel):
         transform = prm.setdefault("transform", info.transform)
         if not isinstance(transform, str):
             raise ValueError(f"prm.transform must be a transform's name, got {transform!r}")
-        check_transform(transform, info)
+        if self.transform_code is None:
+            check_transform(transform, info)
+        elif not _TRANSFORM_FILE.fullmatch(transform):
+            raise ValueError(
+                f"prm.transform names the transform file (<name>.py) of transform_code: letters, digits, _ . -, "
+                f"at most 100, got {transform!r}"
+            )
+        elif not (info.kind == "array" and len(info.in_shape) == 3):
+            raise ValueError(
+                f"transform_code is a transform file for images (a PIL image each); dataset {self.dataset!r} "
+                f"({info.task}) has samples of shape {list(info.in_shape)}"
+            )
         self.prm = prm
         return self
 
 
 class ModelFailure(BaseModel):
-    kind: Literal["syntax", "contract", "shape", "nan_loss", "oom", "timeout", "runtime", "accuracy"]
+    kind: Literal["syntax", "contract", "shape", "nan_loss", "oom", "timeout", "runtime", "accuracy", "transform"]
     message: str = Field(description="what went wrong and, where it can, how to fix it")
-    line: int | None = Field(None, description="syntax: the line of the code")
+    line: int | None = Field(None, description="syntax: the line of the code (transform: of the transform file)")
     traceback: str | None = Field(None, description="runtime, shape: the traceback from the model's own frames")
     input_shape: Any = Field(None, description="shape: the batch the forward pass was given")
     output_shape: list[int] | None = Field(None, description="shape: what the model returned")

@@ -28,6 +28,7 @@ from ..store import Architecture, Job, JobStatus, Store, Trial, TrialEpoch, Tria
 from ..store.runs import record_nn_stats
 from ..store.queries import (
     find_architecture,
+    get_or_create_source,
     metric_source_id,
     submitted_models,
     submitted_result,
@@ -55,6 +56,8 @@ def _cache_key(submission: ModelSubmission, samples: int) -> str:
         "seed": submission.seed,
         "split": list(DEFAULT_SPLIT),
     }
+    if submission.transform_code is not None:  # a user's transform file: its text decides too
+        key["transform_code"] = hashlib.md5(submission.transform_code.encode()).hexdigest()
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -150,6 +153,7 @@ class ModelChecker:
             "split_fractions": list(DEFAULT_SPLIT),
             "data_dir": str(self.settings.data_dir) if self.settings.data_dir else None,
             "use_gpu": submission.gpus > 0,
+            "transform_code": submission.transform_code,
         }
         limits = SandboxLimits(
             memory_mb=self.settings.model_memory_mb,
@@ -242,7 +246,7 @@ class ModelChecker:
         digest = nn_id(submission.nn_code)
         arch_hash = hashlib.sha256(json.dumps(["model", digest, in_shape, out_shape]).encode()).hexdigest()
         now = utcnow()
-        spec = submission.model_dump(exclude={"nn_code"})
+        spec = submission.model_dump(exclude={"nn_code", "transform_code"})  # the transform file: a source row
         spec["kind"] = "model"
         job = Job(
             name=f"model {name}",
@@ -295,7 +299,7 @@ class ModelChecker:
             cache_key=key,
             origin="submitted",
             metric_source_id=metric_source_id(session, submission.metric),
-            transform_source_id=transform_source_id(session, str(submission.prm["transform"])),
+            transform_source_id=self._transform_source(session, submission),
             worker=(outcome.setup or {}).get("worker"),
             error=json.dumps(result.failure.model_dump(exclude_none=True)) if result.failure else None,
             started_at=now,
@@ -321,6 +325,14 @@ class ModelChecker:
         # code quality is a property of the code: kept with the job's spec
         job.spec = {**spec, "code_quality": result.code_quality, "isolation": result.isolation}
         return trial.trial_id
+
+    @staticmethod
+    def _transform_source(session: Session, submission: ModelSubmission) -> int | None:
+        """The stored source of the transform that ran: the user's file, else Cellar's of that name."""
+        name = str(submission.prm["transform"])
+        if submission.transform_code is not None:
+            return get_or_create_source(session, kind="transform", name=name, code=submission.transform_code).source_id
+        return transform_source_id(session, name)
 
     def get(self, run_id: int) -> ModelResult | None:
         with self.store.read() as session:

@@ -306,8 +306,11 @@ def test_norm_resize_crop_resizes_the_shorter_side_then_crops() -> None:
     assert torch.equal(module.transform(norm)(wide), out)  # evaluation: never flipped
     flipped = module.train_transform(norm, torch.Generator().manual_seed(3))(wide)
     assert all(torch.equal(f, o) or torch.equal(f, o.flip(-1)) for f, o in zip(flipped, out))
-    for size in (7, 64, 256):  # norm_cc_<size>: norm_<size> under another name
+    for size in (7, 64):  # norm_cc_<size>: norm_<size> under another name
         assert torch.equal(load_transform(f"norm_cc_{size}").transform(norm)(wide), load_transform(f"norm_{size}").transform(norm)(wide))
+    # but LEMUR's norm_256 is Resize((256, 256)) (test_transforms_lemur.py): it squeezes, where norm_cc_256 crops
+    squeezed = F.interpolate(wide, size=(256, 256), mode="bilinear", align_corners=False)
+    assert torch.allclose(load_transform("norm_256").transform(norm)(wide), squeezed)
 
 
 @pytest.mark.parametrize(("name", "dim", "p"), [("random_vertical_flip", -2, 0.22), ("random_horizontal_flip", -1, 0.24)])

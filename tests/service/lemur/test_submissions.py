@@ -239,8 +239,8 @@ def test_submitting_needs_the_key_and_lemur_only_options_are_refused(server: Ser
     assert response.status_code == 401
     with pytest.raises(ValueError, match="export_onnx"):
         check_nn(MLP_CODE, "img-classification", "digits", "acc", PRM, export_onnx=True, url=server.url)
-    with pytest.raises(ValueError, match="transform_dir"):
-        check_nn(MLP_CODE, "img-classification", "digits", "acc", PRM, transform_dir="t", url=server.url)
+    with pytest.raises(ValueError, match="transform_dir needs prm"):  # transform_dir: test_classic_models.py
+        check_nn(MLP_CODE, "img-classification", "digits", "acc", {"batch": 8}, transform_dir="t", url=server.url)
 
 
 def test_a_submission_is_stored_and_reused_on_each_store(store_url: str) -> None:

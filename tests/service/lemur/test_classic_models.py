@@ -1,0 +1,163 @@
+"""LEMUR's own files through ``check_nn``, against a real ``cellar serve``: classic model files of
+nn-dataset 2.0.5 (``ab/nn/nn``, torchvision-based ones included) train and are stored, and
+transform files run from ``transform_dir`` as LEMUR runs them (nn-dataset 2.2.11's
+``ab/nn/transform`` files as the user's), the file's source stored as the run's transform code.
+
+The wheels are fetched with pip at set-up and cached under ``.cellar/wheels``; if they cannot be
+fetched these tests fail (they do not skip).
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.client import CellarHTTPError
+from service.lemur import ModelCheckError, check_nn
+from tests.search_spaces.lemur_models import MLP_CODE
+from tests.search_spaces.test_transforms_lemur import lemur_wheel
+from tests.service.server import KEY, Server
+
+#: small, quick classic models on 3x32x32 images; MobileNetV2 uses torchvision.ops, SqueezeNet-1
+#: and ShuffleNet torchvision.models' _api and _utils
+CLASSIC = ("MobileNetV2", "SqueezeNet-1", "ShuffleNet")
+PRM = {"lr": 0.01, "momentum": 0.9, "dropout": 0.2, "batch": 32, "epoch": 1, "transform": "norm_32"}
+
+
+def _wheel_files(version: str, folder: str, names: tuple[str, ...]) -> dict[str, str]:
+    with zipfile.ZipFile(lemur_wheel(version)) as wheel:
+        return {name: wheel.read(f"ab/nn/{folder}/{name}.py").decode() for name in names}
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, str]:
+    files = _wheel_files("2.0.5", "nn", CLASSIC)
+    assert any("from torchvision.ops" in code for code in files.values())
+    assert any("from torchvision.models._utils" in code for code in files.values())
+    return files
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    workdir = tmp_path_factory.mktemp("classic")
+    server = Server(
+        workdir, f"sqlite:///{workdir / 'cellar.db'}", CELLAR_START_MANAGER="false", CELLAR_MODEL_SETUP_TIMEOUT_S="120"
+    ).start()
+    yield server
+    server.stop()
+
+
+def _rows(server: Server, name: str) -> list[dict]:
+    return httpx.get(f"{server.url}/v1/data", params={"nn": name}, timeout=60).json()["data"]
+
+
+def test_lemurs_classic_models_train_through_check_nn(server: Server, models: dict[str, str]) -> None:
+    for model, code in models.items():
+        name, accuracy, _, code_quality = check_nn(
+            code, "img-classification", "digits32", "acc", PRM, prefix=model, accuracy_gate=False,
+            url=server.url, api_key=KEY,
+        )  # fmt: skip
+        assert name.startswith(f"{model}-") and 0.0 <= accuracy <= 1.0 and 0.0 <= code_quality <= 1.0
+        rows = _rows(server, name)
+        assert [r["epoch"] for r in rows] == [1], model
+        assert rows[0]["nn_code"] == code and rows[0]["accuracy"] == accuracy and rows[0]["dataset"] == "digits32"
+
+
+# ---- transform_dir: a user's transform file --------------------------------------------------------
+def test_a_transform_file_runs_in_the_sandbox_and_is_stored_as_the_transform_code(server: Server, tmp_path: Path) -> None:
+    # LEMUR's own echo_32 and norm_256_224_flip files as the user's (under other names, as a user keeps them)
+    files = _wheel_files("2.2.11", "transform", ("echo_32", "norm_256_224_flip"))
+    (tmp_path / "mine.py").write_text(files["echo_32"])
+    (tmp_path / "big.py").write_text(files["norm_256_224_flip"])
+    name, accuracy, _, _ = check_nn(
+        MLP_CODE, "img-classification", "digits32", "acc", {**PRM, "transform": "mine"}, transform_dir=tmp_path,
+        accuracy_gate=False, url=server.url, api_key=KEY,
+    )  # fmt: skip
+    rows = _rows(server, name)
+    assert rows[0]["transform_code"] == files["echo_32"] and rows[0]["prm"]["transform"] == "mine"
+    # the model saw what the file gives: digits32 through norm_256_224_flip is 3x224x224 (MLP_CODE's
+    # first layer is sized from in_shape), and a second file is a second run
+    result = httpx.post(
+        f"{server.url}/v1/models", headers={"Authorization": f"Bearer {KEY}"}, timeout=300,
+        json={"nn_code": MLP_CODE, "task": "img-classification", "dataset": "digits32", "metric": "acc",
+              "prm": {**PRM, "transform": "big"}, "transform_code": files["norm_256_224_flip"], "accuracy_gate": False},
+    ).json()  # fmt: skip
+    assert result["status"] == "ok", result
+    assert result["params"] == 3 * 224 * 224 * 64 + 64 + 64 * 10 + 10
+    # without the file LEMUR falls back to its transform of that name, and Cellar to its own
+    cellar, _, _, _ = check_nn(
+        MLP_CODE, "img-classification", "digits32", "acc", {**PRM, "epoch": 2}, transform_dir=tmp_path,
+        accuracy_gate=False, url=server.url, api_key=KEY,
+    )  # fmt: skip
+    fallback = [r for r in _rows(server, cellar) if r["prm"]["transform"] == "norm_32"]
+    assert fallback and "generated by Cellar" in fallback[0]["transform_code"]
+
+
+_HEAD = "import torchvision.transforms as T\n\n\ndef transform(norm):\n"
+BAD_TRANSFORMS = {
+    "syntax": ("def transform(norm)\n    return None\n", r"does not compile: line 1"),
+    "raises": (_HEAD + "    return T.Compose([T.ToTensor(), T.Lambda(lambda t: t * undefined)])\n",
+               r"the pipeline of bad\.py raised NameError"),
+    "no_tensor": (_HEAD + "    return T.Compose([T.Resize(16)])\n", r"returned Image for a RGB image, not a tensor"),
+    "sizes": (_HEAD + "    return T.Compose([T.ToTensor(), T.Lambda(lambda t: t[:, : 1 + int(t.mean() * 1000) % 7])])\n",
+              r"cannot be made a batch"),
+    "network": ("import socket\n\n\ndef transform(norm):\n    socket.create_connection(('example.com', 80))\n",
+                r"transform\(norm\) of bad\.py raised PermissionError: the sandbox does not allow socket"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_TRANSFORMS))
+def test_bad_transform_code_is_a_structured_failure(server: Server, tmp_path: Path, case: str) -> None:
+    code, message = BAD_TRANSFORMS[case]
+    (tmp_path / "bad.py").write_text(code)
+    with pytest.raises(ModelCheckError) as caught:
+        check_nn(MLP_CODE, "img-classification", "digits32", "acc", {**PRM, "transform": "bad"}, transform_dir=tmp_path,
+                 url=server.url, api_key=KEY)
+    failure = caught.value.result["failure"]
+    assert caught.value.kind == "transform" and re.search(message, failure["message"]), failure
+    if case == "syntax":
+        assert failure["line"] == 1
+    else:
+        assert "<transform bad.py>" in (failure.get("traceback") or "<transform bad.py>")
+
+
+def test_a_file_without_transform_falls_back_to_the_name_as_lemurs_loader_does(server: Server, tmp_path: Path) -> None:
+    code = "import torchvision.transforms as T\n\npipeline = T.ToTensor()\n"
+    (tmp_path / "bad.py").write_text(code)
+    with pytest.raises(CellarHTTPError, match="unknown transform 'bad'"):  # LEMUR: no transform 'bad' of its own
+        check_nn(MLP_CODE, "img-classification", "digits32", "acc", {**PRM, "transform": "bad"}, transform_dir=tmp_path,
+                 url=server.url, api_key=KEY)
+    # sent anyway (POST /v1/models), the sandbox says what the file lacks
+    result = httpx.post(
+        f"{server.url}/v1/models", headers={"Authorization": f"Bearer {KEY}"}, timeout=300,
+        json={"nn_code": MLP_CODE, "task": "img-classification", "dataset": "digits32", "metric": "acc",
+              "prm": {**PRM, "transform": "bad"}, "transform_code": code},
+    ).json()  # fmt: skip
+    assert result["status"] == "failed" and result["failure"]["kind"] == "transform"
+    assert "defines no function transform(norm)" in result["failure"]["message"]
+
+
+def test_a_transform_file_needs_an_image_dataset(server: Server) -> None:
+    response = httpx.post(
+        f"{server.url}/v1/models", headers={"Authorization": f"Bearer {KEY}"}, timeout=60,
+        json={"nn_code": MLP_CODE, "task": "tab-classification", "dataset": "iris", "metric": "acc",
+              "prm": {**PRM, "transform": "mine"}, "transform_code": "def transform(norm):\n    return None\n"},
+    )  # fmt: skip
+    assert response.status_code == 422 and "transform_code is a transform file for images" in response.text
+
+
+def test_a_comma_separated_metric_is_lemurs_list_with_the_primary_first(server: Server) -> None:
+    """LEMUR's ``metric="acc,iou"``: the first is primary, each recorded. Cellar computes one metric per
+    task, so a list naming others is refused with what it computes, not trained with some dropped."""
+    for metric, fragment in [("acc,iou", "cannot record 'iou'; send metric='acc'"),
+                             ("iou,acc", "the first is the primary metric")]:
+        response = httpx.post(
+            f"{server.url}/v1/models", headers={"Authorization": f"Bearer {KEY}"}, timeout=60,
+            json={"nn_code": MLP_CODE, "task": "img-classification", "dataset": "digits32", "metric": metric, "prm": PRM},
+        )  # fmt: skip
+        assert response.status_code == 422 and fragment in response.text, response.text

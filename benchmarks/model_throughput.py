@@ -16,23 +16,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._serve import KEY, serving  # noqa: E402
 from service.client import CellarClient  # noqa: E402
-
-KEY = "benchmark-key"
 MLP = '''
 import torch
 from torch import nn
@@ -69,42 +64,6 @@ class Net(nn.Module):
 '''
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _serve(workdir: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "CELLAR_DATABASE_URL": f"sqlite:///{workdir / 'cellar.db'}",
-        "CELLAR_API_KEY": KEY,
-        "CELLAR_RAY_NUM_CPUS": "2",
-        "CELLAR_RAY_OBJECT_STORE_MB": "100",
-        "CELLAR_MODEL_WORKERS": str(workers),
-        "CELLAR_ARTIFACTS_DIR": str(workdir / "artifacts"),
-    }
-    cli = [sys.executable, "-m", "service.cli"]
-    subprocess.run([*cli, "migrate"], cwd=workdir, env=env, check=True, capture_output=True)
-    log = open(workdir / "serve.log", "ab")  # noqa: SIM115 - open for the server's life
-    process = subprocess.Popen([*cli, "serve", "--port", str(port)], cwd=workdir, env=env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"cellar serve exited; see {workdir / 'serve.log'}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).json()["executor"].get("status") == "ok":
-                return process, url
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"cellar serve did not become healthy; see {workdir / 'serve.log'}")
-
-
 def run(workers: int, models: int) -> dict[str, float]:
     bodies = [
         {"nn_code": MLP.replace("WIDTH", str(32 + i)), "task": "img-classification", "dataset": "digits",
@@ -112,16 +71,11 @@ def run(workers: int, models: int) -> dict[str, float]:
         for i in range(models)
     ]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="cellar-throughput-") as tmp:
-        process, url = _serve(Path(tmp), workers)
-        try:
-            with CellarClient(url, KEY) as client:
-                started = time.monotonic()
-                ids = [s["id"] for s in client.submit_models(bodies)]
-                done = list(client.as_completed(ids))
-                wall = time.monotonic() - started
-        finally:
-            process.terminate()
-            process.wait(60)
+        with serving(Path(tmp), CELLAR_MODEL_WORKERS=str(workers)) as url, CellarClient(url, KEY) as client:
+            started = time.monotonic()
+            ids = [s["id"] for s in client.submit_models(bodies)]
+            done = list(client.as_completed(ids))
+            wall = time.monotonic() - started
     failed = [d["result"]["failure"] for d in done if d["result"]["status"] != "ok"]
     if failed:
         raise RuntimeError(f"{len(failed)} models failed: {failed[:2]}")

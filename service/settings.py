@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 __all__ = ["Settings", "get_settings"]
 
@@ -113,6 +114,16 @@ class Settings(BaseSettings):
         with os.fdopen(fd, "w") as handle:
             handle.write(key + "\n")
         return key
+
+
+    def private_paths(self) -> tuple[str, ...]:
+        """Files and folders of this server that submitted code must not read: the key file, the
+        SQLite store (with its journal files) and the artifacts folder, as absolute paths."""
+        paths = [self.api_key_file, self.artifacts_dir]
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            paths += [Path(url.database + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
+        return tuple(os.path.abspath(path) for path in paths)
 
 
 @lru_cache(maxsize=1)

@@ -40,6 +40,8 @@ import sys
 import traceback
 from typing import Any
 
+from .landlock import restrict
+
 #: events the audit hook refuses outright once submitted code may run
 _DENIED = (
     "os.fork",
@@ -131,18 +133,59 @@ def _vm_data() -> int:
         return next(int(line.split()[1]) for line in status if line.startswith("VmData:")) * 1024
 
 
-def _install_audit_hook(home: str) -> None:
+#: system folders the code may read (libraries, devices, the kernel's views of this process; the
+#: kernel's rules narrow ``/dev`` and ``/proc`` further: ``workers.landlock``)
+_SYSTEM_READ = ("/usr", "/lib", "/lib64", "/etc", "/dev", "/proc", "/sys", "/opt")
+
+
+def _readable_roots(home: str, data_dir: str | None) -> tuple[str, ...]:
+    """Where the code may read: its own directory, Python's and the libraries' folders (``sys.path``,
+    the prefixes), the datasets and the system's folders; no other user's files, no other sandbox's."""
+    roots = {home, sys.prefix, sys.base_prefix, sys.exec_prefix, *_SYSTEM_READ}
+    roots.update(entry for entry in sys.path if entry and os.path.isabs(entry))
+    if data_dir:
+        roots.add(data_dir)
+    return tuple(sorted({os.path.realpath(root) for root in roots}))
+
+
+def _under(real: str, roots: tuple[str, ...]) -> bool:
+    return any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+
+
+def _install_audit_hook(home: str, *, private: tuple[str, ...] = (), data_dir: str | None = None) -> None:
+    """Refuse, from here on: sockets, processes, native calls, signals to others; writes outside
+    ``home``; reads outside the readable roots, and of the server's ``private`` files anywhere."""
     home = os.path.realpath(home)
-    allowed = (home + os.sep, "/dev/null")
+    readable = _readable_roots(home, data_dir)
+    private = tuple(os.path.realpath(path) for path in private)
+
+    def real_path(path: Any) -> str | None:
+        try:
+            return os.path.realpath(os.fsdecode(path))
+        except (TypeError, ValueError):
+            return None
 
     def inside(path: Any) -> bool:
         if isinstance(path, int):  # an open descriptor: its opening was checked
             return True
-        try:
-            real = os.path.realpath(os.fsdecode(path))
-        except (TypeError, ValueError):
-            return False
-        return real in (home, "/dev/null") or real.startswith(allowed[0])
+        real = real_path(path)
+        return real is not None and (real == "/dev/null" or _under(real, (home,)))
+
+    def check_read(path: Any) -> None:
+        if isinstance(path, int):
+            return
+        real = real_path(path)
+        if real is not None and _under(real, private):
+            raise PermissionError(f"the sandbox does not allow reading the server's own files, such as {path!r}")
+        if real is not None and real.startswith("/proc/"):
+            entry = real.split("/")[2]
+            if entry.isdigit() and int(entry) != os.getpid():
+                raise PermissionError(f"the sandbox does not allow reading other processes' files, such as {path!r}")
+        if real is None or not _under(real, readable):
+            raise PermissionError(
+                f"the sandbox allows reading only its own directory, the datasets, Python's libraries and "
+                f"system files, not {path!r}"
+            )
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
         if event.startswith(_DENIED):
@@ -154,6 +197,7 @@ def _install_audit_hook(home: str) -> None:
             )
             if writing and not inside(path):
                 raise PermissionError(f"the sandbox allows writing only in its own directory, not {path!r}")
+            check_read(path)
         elif event in _PATH_EVENTS and args:
             for path in args[:2] if event in ("os.rename", "os.link", "os.symlink", "shutil.move") else args[:1]:
                 if not inside(path):
@@ -387,8 +431,13 @@ def main() -> None:
     else:
         runner.load(trial)
     _limit(resource.RLIMIT_DATA, _vm_data() + int(limits["memory_mb"]) * 1024 * 1024)
-    report("ready", network="none (own namespace)" if isolated else "audit hook only", pid=os.getpid())
-    _install_audit_hook(home)
+    private, data_dir = tuple(limits.get("private_paths", ())), os.environ.get("CELLAR_DATA_DIR")
+    # the kernel's file rules first (they need ctypes, which the hook then refuses)
+    kernel_files = restrict(home, _readable_roots(home, data_dir), private)
+    network = "no network (own namespace)" if isolated else "network: audit hook only"
+    files = "files: kernel rules (Landlock) and audit hook" if kernel_files else "files: audit hook only"
+    report("ready", network=f"{network}; {files}", pid=os.getpid())
+    _install_audit_hook(home, private=private, data_dir=data_dir)
 
     try:
         if trial.transform_code is not None:

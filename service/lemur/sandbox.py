@@ -38,6 +38,8 @@ class SandboxLimits:
     #: per epoch, and for the final evaluation (LEMUR's epoch_limit_minutes)
     epoch_timeout_s: float = 1800.0
     file_mb: int = 64
+    #: the server's files the code must not read (``Settings.private_paths``)
+    private_paths: tuple[str, ...] = ()
 
 
 @dataclass
@@ -98,7 +100,8 @@ def run_in_sandbox(
     cpu_s = int(limits.setup_timeout_s + (epochs + 1) * limits.epoch_timeout_s) + 10
     job = {
         "payload": payload,
-        "limits": {"memory_mb": limits.memory_mb, "cpu_s": cpu_s, "file_mb": limits.file_mb},
+        "limits": {"memory_mb": limits.memory_mb, "cpu_s": cpu_s, "file_mb": limits.file_mb,
+                   "private_paths": list(limits.private_paths)},  # fmt: skip
     }
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="cellar-model-") as home:

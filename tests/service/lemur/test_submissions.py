@@ -138,6 +138,17 @@ ESCAPES = {
     "write outside": ("open('{outside}', 'w').write('escaped')", "only in its own directory"),
     "delete outside": ("import os\nos.remove('{victim}')", "only in its own directory"),
     "huge allocation": ("self.hoard = bytearray(64 * 2 ** 30)", "out of memory"),
+    # the server's secrets and other users' files: same Unix user, still out of reach
+    "read the key file": ("raise RuntimeError(open('{keyfile}').read())", "the server's own files"),
+    "read the store": ("raise RuntimeError(open('{store}', 'rb').read(100))", "the server's own files"),
+    "read another folder": ("raise RuntimeError(open('{victim}').read())", "allows reading only"),
+    # C++ code opens files without the audit hook (torch.from_file): the kernel's rules (Landlock) refuse it
+    "read through C": ("raise RuntimeError(torch.from_file('{keyfile}', size=8, dtype=torch.uint8).tolist())",
+                       "Permission denied"),
+    "write through C": ("torch.from_file('{outside}', shared=True, size=8)", "Permission denied"),
+    "read the server's environment": (
+        "import os\nraise RuntimeError(open(f'/proc/{{os.getppid()}}/environ', 'rb').read())", "other processes' files",
+    ),
 }
 
 
@@ -145,10 +156,15 @@ ESCAPES = {
 def test_the_server_survives_what_the_code_does(server: Server, case: str, tmp_path: Path) -> None:
     outside, victim = tmp_path / "escaped.txt", tmp_path / "keep.txt"
     victim.write_text("precious")
+    keyfile = server.workdir / ".cellar-api-key"  # the default api_key_file, in the server's directory
+    keyfile.write_text("precious")
     lines, fragment = ESCAPES[case]
     before = httpx.get(f"{server.url}/v1/data").json()["count"]
-    result = submit(server, nn_code=in_learn(lines.format(outside=outside, victim=victim))).json()
+    code = lines.format(outside=outside, victim=victim, keyfile=keyfile, store=server.workdir / "cellar.db")
+    result = submit(server, nn_code=in_learn(code)).json()
     assert result["status"] == "failed" and fragment in result["failure"]["message"], result["failure"]
+    assert "precious" not in json.dumps(result) and KEY not in json.dumps(result)
+    assert "Landlock" in result["isolation"], result["isolation"]  # this kernel has it (Linux 5.13 and later)
     assert not outside.exists() and victim.read_text() == "precious"
     health = httpx.get(f"{server.url}/healthz").json()
     assert health["status"] == "ok" and server.process is not None and server.process.poll() is None

@@ -227,6 +227,18 @@ class CellarClient:
         """``GET /v1/nn-stats``: LEMUR's ``nn_stat`` rows (``data``, ``count``)."""
         return self._request("GET", "/v1/nn-stats", params={k: v for k, v in filters.items() if v is not None})
 
+    def create_key(self, name: str, scopes: list[str]) -> dict[str, Any]:
+        """``POST /v1/keys`` (an admin key): a new key; its ``key`` is shown this once."""
+        return self._request("POST", "/v1/keys", json={"name": name, "scopes": scopes})
+
+    def keys(self, *, revoked: bool = True) -> list[dict[str, Any]]:
+        """``GET /v1/keys`` (an admin key): the issued keys, without their secrets."""
+        return self._request("GET", "/v1/keys", params={"revoked": revoked})["data"]
+
+    def revoke_key(self, key_id: int) -> dict[str, Any]:
+        """``DELETE /v1/keys/{id}`` (an admin key): the key is refused from now on."""
+        return self._request("DELETE", f"/v1/keys/{key_id}")
+
     def wait(
         self,
         job_id: int,

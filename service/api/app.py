@@ -18,7 +18,7 @@ from ..lemur.dispatch import SubmissionQueue
 from ..lemur.submissions import ModelChecker
 from ..settings import Settings, get_settings
 from ..store import Store, check_schema
-from . import data, events, jobs, meta, models, submissions, summary, trials
+from . import data, events, jobs, keys, meta, models, submissions, summary, trials
 from ..agents.http import install_mcp
 from ..dashboard import install_dashboard
 from .docs import install_docs
@@ -92,7 +92,7 @@ def create_app(settings: Settings | None = None, *, executor: object | None = No
         dependencies=[Depends(reject_unknown_query_parameters)],
     )
     app.state.shutdown = ShutdownSignal()  # CellarServer sets it; the lifespan binds it
-    for module in (meta, jobs, summary, trials, events, data, models, submissions):
+    for module in (meta, jobs, summary, trials, events, data, models, submissions, keys):
         app.include_router(module.router)
     install_error_handlers(app)
     install_docs(app, title="Cellar")

@@ -40,6 +40,7 @@ class ErrorPublic(BaseModel):
 
 _DESCRIPTIONS = {
     401: "missing or wrong API key (send 'Authorization: Bearer <key>')",
+    403: "the key lacks the scope this needs, or the job is another key's",
     404: "no such job, trial or run",
     409: "the job's state does not allow it (e.g. cancelling a finished job)",
     422: "invalid request: each problem names its field (loc) and the allowed values",

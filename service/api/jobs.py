@@ -1,4 +1,7 @@
-"""``/v1/jobs``: submit, list, read, cancel, extend, delete; a job's Pareto set and parameter importance."""
+"""``/v1/jobs``: submit, list, read, cancel, extend, delete; a job's Pareto set and parameter importance.
+
+A job belongs to the key that submitted it: a key without scope ``admin`` cancels, extends and
+deletes only its own."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import FileResponse
+from sqlalchemy.orm import Session
 
 from search_spaces.datasets import get_dataset
 
@@ -15,7 +19,8 @@ from ..errors import InvalidRequestError
 from ..jobs.artifacts import ArtifactStore
 from ..jobs.spec import JobCreate, JobExtension
 from ..store import Store, lifecycle, queries, utcnow
-from .deps import ManagerDep, ReadAccess, SettingsDep, StoreDep, WriteAccess, check_dataset_files
+from .deps import Caller, ManagerDep, ReadAccess, SettingsDep, StoreDep, WriteAccess, WriterDep
+from .deps import check_dataset_files, check_owner
 from .errors import responses
 from .schemas import ImportancePublic, JobPublic, JobsPublic, ParetoPublic
 from .views import counted_results, job_public, pareto_public
@@ -33,12 +38,13 @@ def job_view(store: Store, job_id: int) -> JobPublic:
 
 
 @router.post(
-    "/jobs", status_code=status.HTTP_201_CREATED, dependencies=[WriteAccess], responses=responses(401, 422)
+    "/jobs", status_code=status.HTTP_201_CREATED, dependencies=[WriteAccess], responses=responses(401, 422, 403)
 )
 def submit_job(
-    body: JobCreate, store: StoreDep, manager: ManagerDep, settings: SettingsDep, response: Response
+    body: JobCreate, store: StoreDep, manager: ManagerDep, settings: SettingsDep, response: Response, caller: WriterDep
 ) -> JobPublic:
-    """Submit a search job. It is queued at once and started by the job manager."""
+    """Submit a search job. It is queued at once and started by the job manager; the key that
+    submits it owns it (only it, or an admin key, may cancel, extend or delete it)."""
     check_dataset_files(body.dataset, settings)
     info = get_dataset(body.dataset).info
     with store.write() as session:
@@ -51,6 +57,7 @@ def submit_job(
             metric=info.metric,
             spec=body.model_dump(mode="json"),
         )
+        job.owner_key_id = caller.key_id
         job_id = job.job_id
     # a folder left by an earlier job of the same id (SQLite reuses the highest id once deleted)
     ArtifactStore(settings.artifacts_dir).remove_job(job_id)
@@ -131,12 +138,17 @@ def get_importance(
     )
 
 
+def _check_owner(session: Session, job_id: int, caller: Caller, action: str) -> None:
+    check_owner(caller, queries.get_job(session, job_id).owner_key_id, f"job {job_id}", action)
+
+
 @router.post(
-    "/jobs/{job_id}/cancel", dependencies=[WriteAccess], responses=responses(401, 404, 409, 422)
+    "/jobs/{job_id}/cancel", dependencies=[WriteAccess], responses=responses(401, 404, 409, 422, 403)
 )
-def cancel_job(job_id: int, store: StoreDep, manager: ManagerDep) -> JobPublic:
+def cancel_job(job_id: int, store: StoreDep, manager: ManagerDep, caller: WriterDep) -> JobPublic:
     """Stop a job: running trials end within seconds, finished ones stay."""
     with store.write() as session:
+        _check_owner(session, job_id, caller, "cancel")
         queries.request_cancel(session, job_id)
     if manager is not None:
         manager.wake()
@@ -147,25 +159,27 @@ def cancel_job(job_id: int, store: StoreDep, manager: ManagerDep) -> JobPublic:
     "/jobs/{job_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     dependencies=[WriteAccess],
-    responses=responses(401, 404, 409, 422),
+    responses=responses(401, 404, 409, 422, 403),
 )
-def delete_job(job_id: int, store: StoreDep, settings: SettingsDep) -> Response:
+def delete_job(job_id: int, store: StoreDep, settings: SettingsDep, caller: WriterDep) -> Response:
     """Remove a job that is not running, with its trials, their epochs and its kept weights. Other
     jobs' cache hits on its trials keep their results (each takes the original's epochs)."""
     with store.write() as session:
+        _check_owner(session, job_id, caller, "delete")
         lifecycle.delete_job(session, job_id)
     ArtifactStore(settings.artifacts_dir).remove_job(job_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post(
-    "/jobs/{job_id}/extend", dependencies=[WriteAccess], responses=responses(401, 404, 409, 422)
+    "/jobs/{job_id}/extend", dependencies=[WriteAccess], responses=responses(401, 404, 409, 422, 403)
 )
-def extend_job(job_id: int, body: JobExtension, store: StoreDep, manager: ManagerDep) -> JobPublic:
+def extend_job(job_id: int, body: JobExtension, store: StoreDep, manager: ManagerDep, caller: WriterDep) -> JobPublic:
     """Give a job that has ended more trials (a new ``max_trials``) or more time (``time_limit_s``
     seconds more, from now): it is queued again and its search goes on where it stopped, the study
     rebuilt from its stored trials."""
     with store.write() as session:
+        _check_owner(session, job_id, caller, "extend")
         lifecycle.extend_job(session, job_id, max_trials=body.max_trials, more_seconds=body.time_limit_s, now=utcnow())
     if manager is not None:
         manager.wake()

@@ -22,7 +22,7 @@ def _checker(request: Request) -> ModelChecker:
     return request.app.state.models
 
 
-@router.post("/models", dependencies=[WriteAccess], responses=responses(401, 422))
+@router.post("/models", dependencies=[WriteAccess], responses=responses(401, 403, 422))
 async def submit_model(submission: ModelSubmission, request: Request, settings: SettingsDep) -> ModelResult:
     """Check and train ``nn_code`` in a sandboxed worker process and answer when it is done.
 

@@ -94,16 +94,18 @@ def _check_gpus(queue: SubmissionQueue, submissions: list[ModelSubmission], batc
 
 
 def enqueue(request: Request, submissions: list[ModelSubmission], settings: Any, *, batch: bool) -> list[QueuedModel]:
-    """Check the submissions against this server, then store them in the queue (a threadpool call).
-    ``batch``: they came as ``POST /v1/submissions``'s ``models`` (errors name ``body.models.<i>``)."""
+    """Check the submissions against this server, then store them in the queue (a threadpool call),
+    owned by the caller's key. ``batch``: they came as ``POST /v1/submissions``'s ``models`` (errors
+    name ``body.models.<i>``)."""
     for submission in submissions:
         check_dataset_files(submission.dataset, settings)
     queue = _queue(request)
     _check_gpus(queue, submissions, batch)
-    return queue.submit(submissions)
+    caller = getattr(request.state, "caller", None)  # set by WriteAccess
+    return queue.submit(submissions, owner_key_id=caller.key_id if caller is not None else None)
 
 
-@router.post("/submissions", status_code=202, dependencies=[WriteAccess], responses=responses(401, 422))
+@router.post("/submissions", status_code=202, dependencies=[WriteAccess], responses=responses(401, 403, 422))
 def submit_models(batch: SubmissionBatch, request: Request, settings: SettingsDep) -> SubmissionList:
     """Queue model code to train (each as ``POST /v1/models`` takes it) and answer at once with the
     submissions' ids. One whose code, ``prm``, dataset and seed trained before is done already."""

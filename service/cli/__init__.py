@@ -7,15 +7,16 @@
 - ``arch``: build an architecture without training it;
 - ``tables``: ``table build|export|import|list``;
 - ``lemur``: ``import-lemur``;
-- ``agents``: ``mcp``, the MCP tools over stdio.
+- ``agents``: ``mcp``, the MCP tools over stdio;
+- ``keys``: ``keys create|list|revoke``, API keys (a client of a running server).
 """
 
 from __future__ import annotations
 
-from . import server, jobs, follow, results, arch, tables, lemur, agents  # noqa: F401  (each registers its commands on app)
+from . import server, jobs, follow, results, arch, tables, lemur, agents, keys  # noqa: F401  (each registers its commands on app)
 from ._common import app
 
-__all__ = ["agents", "app", "arch", "follow", "jobs", "lemur", "main", "results", "server", "tables"]
+__all__ = ["agents", "app", "arch", "follow", "jobs", "keys", "lemur", "main", "results", "server", "tables"]
 
 
 def main() -> None:

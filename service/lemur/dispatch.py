@@ -120,15 +120,16 @@ class SubmissionQueue:
         self.backend = "starting"
 
     # ---- the API's side --------------------------------------------------------------------------
-    def submit(self, submissions: list[ModelSubmission]) -> list[QueuedModel]:
-        """Store ``submissions`` in one transaction: queued, or done from the store's cache."""
+    def submit(self, submissions: list[ModelSubmission], *, owner_key_id: int | None = None) -> list[QueuedModel]:
+        """Store ``submissions`` in one transaction: queued, or done from the store's cache; owned by
+        the API key ``owner_key_id`` (None: the bootstrap key)."""
         prepared = [self.checker.prepare(s) for s in submissions]
         rows = []
         with self.store.write() as session:
             for item in prepared:
                 row = QueuedModel(
                     status=SubmissionStatus.QUEUED, name=item.name, request=item.submission.model_dump(),
-                    gpus=item.submission.gpus, attempts=0, created_at=utcnow(),
+                    gpus=item.submission.gpus, attempts=0, created_at=utcnow(), owner_key_id=owner_key_id,
                 )  # fmt: skip
                 cached = self.checker.cached(session, item)
                 if cached is not None:

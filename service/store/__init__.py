@@ -6,10 +6,12 @@ from .models import Architecture, Base, Job, JobStatus, NnStat, Source, Trial, T
 
 # imported here so that Base.metadata (models = migrations, Alembic) always holds the tables too
 from .queue import QueuedModel, SubmissionStatus
+from .keys import ApiKey
 from .tabular import TabularResult, TabularTable
 
 __all__ = [
     "VERSION_TABLE",
+    "ApiKey",
     "Architecture",
     "Base",
     "Job",

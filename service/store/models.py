@@ -124,6 +124,9 @@ class Job(Base):
     #: it runs and another (or the same one restarted) may take a job over once the lease expired
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None]
+    #: the issued API key that submitted it (``cellar_api_keys.key_id``, a plain id: keys are never
+    #: deleted); null: the bootstrap key (``CELLAR_API_KEY``), or submitted before keys existed
+    owner_key_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     trials: Mapped[list[Trial]] = relationship(back_populates="job", order_by="Trial.number")
 

@@ -54,6 +54,9 @@ class QueuedModel(Base):
         ForeignKey("cellar_trials.trial_id", ondelete="SET NULL"), nullable=True
     )
     owner: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    #: the issued API key that submitted it (``cellar_api_keys.key_id``, a plain id: keys are never
+    #: deleted); null: the bootstrap key
+    owner_key_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     lease_until: Mapped[datetime | None] = mapped_column(nullable=True)
     #: ``host:pid`` of the process that trained it (a Ray worker, or the server's own thread)
     worker: Mapped[str | None] = mapped_column(String(100), nullable=True)

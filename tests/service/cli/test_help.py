@@ -10,7 +10,7 @@ from service.cli import app
 COMMANDS = [
     [], ["serve"], ["migrate"], ["downgrade"], ["submit"], ["jobs"], ["trials"], ["trial"], ["cancel"], ["watch"], ["pareto"],
     ["export"], ["best"], ["weights"], ["logs"], ["extend"], ["delete"], ["export-optuna"], ["mcp"], ["arch"],
-    ["import-lemur"], ["table"], ["table", "build"], ["table", "export"], ["table", "import"], ["table", "list"],
+    ["import-lemur"], ["keys"], ["keys", "create"], ["keys", "list"], ["keys", "revoke"], ["table"], ["table", "build"], ["table", "export"], ["table", "import"], ["table", "list"],
 ]
 
 

@@ -1,0 +1,99 @@
+"""``/v1/keys``: API keys issued, listed and revoked by an admin.
+
+A key is ``cellar_<id>_<secret>``, shown once when it is issued; the store keeps the SHA-256 of its
+secret. Scopes: ``read`` (reads, where the server requires a key for them), ``submit`` (also jobs
+and models, and cancelling, extending and deleting its own jobs) and ``admin`` (everything, keys
+included). The server's ``CELLAR_API_KEY`` stays the bootstrap admin key.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Response, status
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..store import keys
+from ..store.keys import ApiKey, Scope
+from .deps import AdminAccess, StoreDep
+from .errors import responses
+
+__all__ = ["KeyCreate", "KeyCreated", "KeyPublic", "KeysPublic", "router"]
+
+router = APIRouter(prefix="/v1", tags=["keys"], responses=responses(422, 503))
+
+
+class KeyCreate(BaseModel):
+    """``POST /v1/keys``: a name to recognise the key by, and what it may do."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, description="who or what uses the key, e.g. 'ci' or 'alice'")
+    scopes: list[Scope] = Field(
+        min_length=1,
+        max_length=3,
+        description="'read', 'submit' or 'admin'; admin includes submit, which includes read",
+    )
+
+    @field_validator("scopes")
+    @classmethod
+    def _in_order(cls, scopes: list[Scope]) -> list[Scope]:
+        return [s for s in Scope if s in scopes]
+
+
+class KeyPublic(BaseModel):
+    id: int = Field(description="the key's id, the number in cellar_<id>_...")
+    name: str
+    scopes: list[Scope] = Field(description="as issued (admin includes submit, which includes read)")
+    created_at: datetime
+    revoked_at: datetime | None = Field(description="when it was revoked; a revoked key is refused (401)")
+    last_used_at: datetime | None = Field(description="when a request last sent it (to the minute)")
+
+
+class KeyCreated(KeyPublic):
+    key: str = Field(description="the key to send as 'Authorization: Bearer <key>': shown this once, never stored")
+
+
+class KeysPublic(BaseModel):
+    data: list[KeyPublic]
+    count: int
+
+
+def key_public(key: ApiKey) -> KeyPublic:
+    return KeyPublic(
+        id=key.key_id, name=key.name, scopes=[Scope(s) for s in key.scopes], created_at=key.created_at,
+        revoked_at=key.revoked_at, last_used_at=key.last_used_at,
+    )  # fmt: skip
+
+
+@router.post(
+    "/keys",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[AdminAccess],
+    responses=responses(401, 422, 403),
+)
+def create_key(body: KeyCreate, store: StoreDep, response: Response) -> KeyCreated:
+    """Issue a key (needs scope ``admin``). The answer holds the key itself, which the server
+    keeps only as a hash: store it now."""
+    with store.write() as session:
+        key, text = keys.create_key(session, name=body.name, scopes=[s.value for s in body.scopes])
+        created = KeyCreated(**key_public(key).model_dump(), key=text)
+    response.headers["Location"] = f"/v1/keys/{created.id}"
+    return created
+
+
+@router.get("/keys", dependencies=[AdminAccess], responses=responses(401, 403, 422))
+def list_keys(store: StoreDep, revoked: bool = True) -> KeysPublic:
+    """The issued keys, oldest first, without their secrets (needs scope ``admin``: send
+    ``Authorization: Bearer <key>``). ``revoked=false`` leaves revoked ones out."""
+    with store.read() as session:
+        rows = keys.list_keys(session, include_revoked=revoked)
+        return KeysPublic(data=[key_public(k) for k in rows], count=len(rows))
+
+
+@router.delete("/keys/{key_id}", dependencies=[AdminAccess], responses=responses(401, 404, 409, 422, 403))
+def revoke_key(key_id: int, store: StoreDep) -> KeyPublic:
+    """Revoke a key (needs scope ``admin``): the next request that sends it gets a 401. It stays
+    listed, and the jobs and submissions it created keep it as their owner."""
+    with store.write() as session:
+        return key_public(keys.revoke_key(session, key_id))

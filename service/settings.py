@@ -34,6 +34,14 @@ class Settings(BaseSettings):
         Path(".cellar-api-key"), description="where a generated key is kept when CELLAR_API_KEY is unset"
     )
     reads_require_key: bool = Field(False, description="also require the key on GET endpoints")
+    max_request_mb: int = Field(
+        64, ge=1, le=4096, description="largest request body the API takes, MiB (a larger one is a 413)"
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='browser origins allowed to call the API from another site (JSON list, e.g. ["https://x.org"]); '
+        "empty: none (CORS closed)",
+    )
     data_dir: Path | None = Field(None, description="root of datasets that come in files")
     artifacts_dir: Path = Field(
         Path(".cellar/artifacts"),

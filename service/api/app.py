@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 
@@ -23,6 +24,7 @@ from ..agents.http import install_mcp
 from ..dashboard import install_dashboard
 from .docs import install_docs
 from .errors import install_error_handlers, responses
+from .limits import BodyLimit
 from .params import reject_unknown_query_parameters
 from .shutdown import ShutdownSignal
 
@@ -98,6 +100,12 @@ def create_app(settings: Settings | None = None, *, executor: object | None = No
     install_docs(app, title="Cellar")
     install_dashboard(app)
     app.state.mcp = install_mcp(app)
+    if settings.cors_origins:  # closed unless origins are named: browsers then refuse cross-origin calls
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )  # fmt: skip
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_mb * 2**20)
     if settings.reads_require_key:
         _document_keyed_reads(app)
     return app

@@ -1,0 +1,45 @@
+"""Throughput with 1 and with 2 trials at a time on this machine: the same job (K random NB-201
+cells on digits, the same seed, so the same cells) through a real ``cellar serve`` with
+``parallelism`` 1, then 2, side by side in one run; trials per minute and the ratio (goal: 1.8 or
+more on 2 cores). Each trial is one torch thread, so 2 at a time can use both cores.
+
+    .venv/bin/python benchmarks/scaling.py                 # K=60, 2 epochs, about 2 minutes
+    .venv/bin/python benchmarks/scaling.py --trials 100 --parallelism 1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.overhead import breakdown, through_service  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=60, help="K, trials in each job (default 60)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per trial (default 2)")
+    parser.add_argument("--parallelism", default="1,2", help="trials at a time to compare; the first is the baseline")
+    args = parser.parse_args(argv)
+    counts = [int(c) for c in args.parallelism.split(",")]
+    rows = []
+    for count in counts:
+        wall, trained, job = through_service(args.trials, args.epochs, count)
+        first = breakdown(job, trained)["first trial"]
+        rows.append((count, len(trained), wall, 60 * len(trained) / wall, first))
+    base = rows[0][3]
+    print(f"{args.trials} random NB-201 cells (channels 4, 1 cell per stage) on digits, {args.epochs} epoch(s) each, "
+          f"1 thread per trial, local Ray with 2 CPUs, {os.cpu_count()} cores")  # fmt: skip
+    print(f"{'at a time':>9}  {'trained':>7}  {'wall s':>7}  {'trials/min':>10}  {'ratio':>6}  {'first trial s':>13}")
+    for count, trained, wall, per_min, first in rows:
+        print(f"{count:>9}  {trained:>7}  {wall:>7.1f}  {per_min:>10.1f}  {per_min / base:>6.2f}  {first:>13.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -306,14 +306,18 @@ def test_the_cli_watches_exports_and_names_its_server(server: Server, tmp_path: 
 
     body = job_body(name="watched", objectives=[{"metric": "val_accuracy", "direction": "maximize"},
                                                 {"metric": "params", "direction": "minimize"}],
-                    strategy={"sampler": "random", "seed": 11}, budget={"max_trials": 4, "epochs": 3, "parallelism": 2})
+                    # no cache: a job of cache hits could end before the Ctrl-C below
+                    strategy={"sampler": "random", "seed": 11, "cache": False},
+                    budget={"max_trials": 4, "epochs": 3, "parallelism": 2})
     (tmp_path / "job.json").write_text(json.dumps(body))
     # Ctrl-C while following: the follower says the job goes on, and it does
     following = subprocess.Popen([str(cellar), "submit", "job.json", "--follow"], cwd=tmp_path, env=env,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = following.stdout.readline()  # "job N queued"
     job_id = int(first.split()[1])
-    time.sleep(2)
+    deadline = time.monotonic() + 60  # once a trial trains (not on a timer: a loaded machine is slow to start)
+    while time.monotonic() < deadline and not get(server, f"/v1/jobs/{job_id}")["counts"].get("running"):
+        time.sleep(0.1)
     following.send_signal(signal.SIGINT)
     _, stderr = following.communicate(timeout=30)
     assert following.returncode == 130, stderr

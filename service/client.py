@@ -227,9 +227,13 @@ class CellarClient:
         """``GET /v1/nn-stats``: LEMUR's ``nn_stat`` rows (``data``, ``count``)."""
         return self._request("GET", "/v1/nn-stats", params={k: v for k, v in filters.items() if v is not None})
 
-    def create_key(self, name: str, scopes: list[str]) -> dict[str, Any]:
-        """``POST /v1/keys`` (an admin key): a new key; its ``key`` is shown this once."""
-        return self._request("POST", "/v1/keys", json={"name": name, "scopes": scopes})
+    def create_key(self, name: str, scopes: list[str], limits: dict[str, int] | None = None) -> dict[str, Any]:
+        """``POST /v1/keys`` (an admin key): a new key, with its own ``limits`` where given; its
+        ``key`` is shown this once."""
+        body: dict[str, Any] = {"name": name, "scopes": scopes}
+        if limits:
+            body["limits"] = limits
+        return self._request("POST", "/v1/keys", json=body)
 
     def keys(self, *, revoked: bool = True) -> list[dict[str, Any]]:
         """``GET /v1/keys`` (an admin key): the issued keys, without their secrets."""

@@ -42,6 +42,30 @@ class Settings(BaseSettings):
         description='browser origins allowed to call the API from another site (JSON list, e.g. ["https://x.org"]); '
         "empty: none (CORS closed)",
     )
+    key_rate_limit: int = Field(
+        600,
+        ge=0,
+        description="requests one API key may send per key_rate_window_s, counted by each server process "
+        "(a token bucket: bursts of up to this many, refilled evenly); more are a 429 with Retry-After; 0: unlimited",
+    )
+    key_rate_window_s: float = Field(60.0, gt=0, le=86400, description="the window of key_rate_limit, seconds")
+    key_max_active_jobs: int = Field(
+        10, ge=0, description="queued and running jobs one API key may own at once; another is a 429; 0: unlimited"
+    )
+    key_max_trials_per_job: int = Field(
+        1000,
+        ge=0,
+        description="largest budget.max_trials a job of an API key may ask for (a larger one is a 422); 0: unlimited",
+    )
+    key_max_models_per_hour: int = Field(
+        2000,
+        ge=0,
+        description="models one API key may submit per hour (POST /v1/models and /v1/submissions); more are a 429; "
+        "0: unlimited",
+    )
+    limit_bootstrap_key: bool = Field(
+        False, description="apply the key_* rate limit and quotas to the bootstrap key (CELLAR_API_KEY) too"
+    )
     data_dir: Path | None = Field(None, description="root of datasets that come in files")
     artifacts_dir: Path = Field(
         Path(".cellar/artifacts"),

@@ -26,6 +26,7 @@ from .docs import install_docs
 from .errors import install_error_handlers, responses
 from .limits import BodyLimit
 from .params import reject_unknown_query_parameters
+from .ratelimit import RateLimiter
 from .shutdown import ShutdownSignal
 
 __all__ = ["create_app"]
@@ -94,6 +95,8 @@ def create_app(settings: Settings | None = None, *, executor: object | None = No
         dependencies=[Depends(reject_unknown_query_parameters)],
     )
     app.state.shutdown = ShutdownSignal()  # CellarServer sets it; the lifespan binds it
+    # requests per key, counted in this process (deps._rate_limit)
+    app.state.rate_limiter = RateLimiter(settings.key_rate_window_s)
     for module in (meta, jobs, summary, trials, events, data, models, submissions, keys):
         app.include_router(module.router)
     install_error_handlers(app)
@@ -106,8 +109,7 @@ def create_app(settings: Settings | None = None, *, executor: object | None = No
             allow_headers=["Authorization", "Content-Type"],
         )  # fmt: skip
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_mb * 2**20)
-    if settings.reads_require_key:
-        _document_keyed_reads(app)
+    _document_keys(app, keyed_reads=settings.reads_require_key)
     return app
 
 
@@ -130,21 +132,27 @@ def _ray_ready(app: FastAPI, settings: Settings) -> bool | None:
 _POST_READS = {("post", "/v1/data/query")}
 
 
-def _document_keyed_reads(app: FastAPI) -> None:
-    """With ``reads_require_key``, every ``/v1`` read needs the key too: say so in the document."""
+def _document_keys(app: FastAPI, *, keyed_reads: bool) -> None:
+    """With ``reads_require_key``, every ``/v1`` read needs the key too; any ``/v1`` request that
+    sends a key may be a 429 (its rate limit, a setting or the key's own): say so in the document."""
+
+    def error(code: int) -> dict[str, Any]:
+        return {
+            "description": responses(code)[code]["description"],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorPublic"}}},
+        }
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            unauthorized = responses(401)[401]
             for path, item in schema["paths"].items():
                 for method, operation in item.items():
-                    if path.startswith("/v1/") and (method == "get" or (method, path) in _POST_READS):
+                    if not path.startswith("/v1/"):
+                        continue
+                    if keyed_reads and (method == "get" or (method, path) in _POST_READS):
                         operation["security"] = [{"HTTPBearer": []}]
-                        operation["responses"]["401"] = {
-                            "description": unauthorized["description"],
-                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorPublic"}}},
-                        }
+                        operation["responses"]["401"] = error(401)
+                    operation["responses"].setdefault("429", error(429))
             app.openapi_schema = schema
         return app.openapi_schema
 

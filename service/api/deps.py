@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated
 
@@ -20,6 +21,7 @@ from ..jobs.manager import JobManager
 from ..settings import Settings
 from ..store import Store, keys, utcnow
 from ..store.keys import Scope
+from .ratelimit import RateLimiter, cap, limited
 
 __all__ = [
     "BOOTSTRAP",
@@ -50,11 +52,12 @@ _TOUCH_EVERY = timedelta(minutes=1)
 @dataclass(frozen=True)
 class Caller:
     """Who sent a request: the bootstrap key (``key_id`` None) or an issued key, with its scopes
-    (implied ones included)."""
+    (implied ones included), and its own limits over the server's (``service.api.ratelimit``)."""
 
     key_id: int | None
     name: str
     scopes: frozenset[Scope]
+    limits: Mapping[str, int] = field(default_factory=dict, compare=False)
 
     def describe(self) -> str:
         return "the bootstrap key" if self.key_id is None else f"API key {self.key_id} ({self.name!r})"
@@ -92,23 +95,34 @@ def _authenticate(request: Request, credentials: HTTPAuthorizationCredentials | 
     store: Store = request.app.state.store
     with store.read() as session:
         key = keys.find_key(session, given)
-        found = None if key is None else (key.key_id, key.name, list(key.scopes), key.revoked_at, key.last_used_at)
+        found = None if key is None else (
+            key.key_id, key.name, list(key.scopes), key.revoked_at, key.last_used_at, dict(key.limits or {})
+        )  # fmt: skip
     if found is None:
         raise _unauthorized(
             "wrong API key: use the server's CELLAR_API_KEY (or the key in its .cellar-api-key file), "
             "or a key from POST /v1/keys (`cellar keys create`)"
         )
-    key_id, name, scopes, revoked_at, last_used_at = found
+    key_id, name, scopes, revoked_at, last_used_at, limits = found
     if revoked_at is not None:
         raise _unauthorized(f"API key {key_id} ({name!r}) was revoked at {revoked_at.isoformat()}; ask an admin for a new one")
     if last_used_at is None or utcnow() - last_used_at > _TOUCH_EVERY:
         with store.write() as session:
             keys.touch_key(session, key_id, every=_TOUCH_EVERY)
-    return Caller(key_id, name, Scope.granted(scopes))
+    return Caller(key_id, name, Scope.granted(scopes), limits)
+
+
+def _rate_limit(request: Request, caller: Caller) -> None:
+    """A 429 once the caller's key is past its request rate (``service.api.ratelimit``)."""
+    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    settings = request.app.state.settings
+    if limiter is not None and limited(caller.key_id, settings):
+        limiter.check(caller.key_id, cap(caller.limits, "rate_limit", settings), caller.limits)
 
 
 def _authorize(request: Request, credentials: HTTPAuthorizationCredentials | None, scope: Scope) -> Caller:
     caller = _authenticate(request, credentials)
+    _rate_limit(request, caller)
     if scope not in caller.scopes:
         held = ", ".join(s.value for s in Scope if s in caller.scopes) or "none"
         raise HTTPException(
@@ -134,11 +148,24 @@ def require_admin(
     return _authorize(request, credentials, Scope.ADMIN)
 
 
+def _count_open_read(request: Request, credentials: HTTPAuthorizationCredentials | None) -> None:
+    """An open read that sends a key counts against that key's rate, when the key is valid; a
+    wrong key is ignored there (the read needs none)."""
+    try:
+        caller = _authenticate(request, credentials)
+    except HTTPException:
+        return
+    _rate_limit(request, caller)
+
+
 async def require_read(request: Request) -> None:
     """Any valid key, when ``reads_require_key`` is set. The header is read here rather than declared,
     so that open reads are not documented as needing a key (``create_app`` documents keyed ones)."""
+    credentials = await _bearer(request)
     if request.app.state.settings.reads_require_key:
-        await run_in_threadpool(_authorize, request, await _bearer(request), Scope.READ)
+        await run_in_threadpool(_authorize, request, credentials, Scope.READ)
+    elif credentials is not None:
+        await run_in_threadpool(_count_open_read, request, credentials)
 
 
 def check_owner(caller: Caller, owner_key_id: int | None, what: str, action: str) -> None:

@@ -17,13 +17,24 @@ from pydantic import BaseModel, Field
 
 from ..errors import CellarError, ConflictError, InvalidRequestError, NotFoundError, ServiceStoppingError, StoreError
 
-__all__ = ["STATUS_CODES", "ErrorPublic", "install_error_handlers", "responses"]
+__all__ = ["STATUS_CODES", "ErrorPublic", "LimitExceededError", "install_error_handlers", "responses"]
+
+
+class LimitExceededError(CellarError):
+    """A key past one of its rate limits or quotas (``service.api.ratelimit``): a 429 whose
+    ``Retry-After`` says, in whole seconds, when asking again may succeed."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1, retry_after_s)
+
 
 #: Cellar's errors by the status they answer with (the first match wins; anything else is a 500)
 STATUS_CODES: dict[type[CellarError], int] = {
     NotFoundError: status.HTTP_404_NOT_FOUND,
     ConflictError: status.HTTP_409_CONFLICT,
     InvalidRequestError: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    LimitExceededError: status.HTTP_429_TOO_MANY_REQUESTS,
     StoreError: status.HTTP_503_SERVICE_UNAVAILABLE,
     ServiceStoppingError: status.HTTP_503_SERVICE_UNAVAILABLE,
 }
@@ -44,6 +55,8 @@ _DESCRIPTIONS = {
     404: "no such job, trial or run",
     409: "the job's state does not allow it (e.g. cancelling a finished job)",
     422: "invalid request: each problem names its field (loc) and the allowed values",
+    429: "the key is past a rate limit or quota: the message names it and its setting; Retry-After says when to "
+    "ask again (seconds)",
     503: "the store cannot be reached, or the server is stopping",
 }
 
@@ -82,4 +95,5 @@ def install_error_handlers(app: FastAPI) -> None:
             # the shape of a validation error, so clients handle every 422 alike
             detail = [{"loc": list(error.field), "msg": str(error), "type": "value_error"}]
             return JSONResponse({"detail": detail, "message": str(error)}, status_code=status_code)
-        return JSONResponse({"detail": str(error), "message": str(error)}, status_code=status_code)
+        headers = {"Retry-After": str(error.retry_after_s)} if isinstance(error, LimitExceededError) else None
+        return JSONResponse({"detail": str(error), "message": str(error)}, status_code=status_code, headers=headers)

@@ -18,10 +18,11 @@ from search_spaces.datasets import get_dataset
 from ..errors import InvalidRequestError
 from ..jobs.artifacts import ArtifactStore
 from ..jobs.spec import JobCreate, JobExtension
-from ..store import Store, lifecycle, queries, utcnow
+from ..store import JobStatus, Store, lifecycle, queries, utcnow
 from .deps import Caller, ManagerDep, ReadAccess, SettingsDep, StoreDep, WriteAccess, WriterDep
 from .deps import check_dataset_files, check_owner
 from .errors import responses
+from .ratelimit import check_active_jobs, check_trials
 from .schemas import ImportancePublic, JobPublic, JobsPublic, ParetoPublic
 from .views import counted_results, job_public, pareto_public
 
@@ -38,16 +39,20 @@ def job_view(store: Store, job_id: int) -> JobPublic:
 
 
 @router.post(
-    "/jobs", status_code=status.HTTP_201_CREATED, dependencies=[WriteAccess], responses=responses(401, 422, 403)
+    "/jobs", status_code=status.HTTP_201_CREATED, dependencies=[WriteAccess], responses=responses(401, 422, 403, 429)
 )
 def submit_job(
     body: JobCreate, store: StoreDep, manager: ManagerDep, settings: SettingsDep, response: Response, caller: WriterDep
 ) -> JobPublic:
     """Submit a search job. It is queued at once and started by the job manager; the key that
-    submits it owns it (only it, or an admin key, may cancel, extend or delete it)."""
+    submits it owns it (only it, or an admin key, may cancel, extend or delete it). A key may own
+    ``CELLAR_KEY_MAX_ACTIVE_JOBS`` queued or running jobs at once (another is a 429) of at most
+    ``CELLAR_KEY_MAX_TRIALS_PER_JOB`` trials each (more is a 422)."""
     check_dataset_files(body.dataset, settings)
+    check_trials(caller, body.budget.max_trials, settings)
     info = get_dataset(body.dataset).info
     with store.write() as session:
+        check_active_jobs(session, caller, settings)
         job = queries.create_job(
             session,
             name=body.name or f"{body.search_space.kind}-{body.dataset}",
@@ -172,14 +177,20 @@ def delete_job(job_id: int, store: StoreDep, settings: SettingsDep, caller: Writ
 
 
 @router.post(
-    "/jobs/{job_id}/extend", dependencies=[WriteAccess], responses=responses(401, 404, 409, 422, 403)
+    "/jobs/{job_id}/extend", dependencies=[WriteAccess], responses=responses(401, 404, 409, 422, 403, 429)
 )
-def extend_job(job_id: int, body: JobExtension, store: StoreDep, manager: ManagerDep, caller: WriterDep) -> JobPublic:
+def extend_job(
+    job_id: int, body: JobExtension, store: StoreDep, manager: ManagerDep, settings: SettingsDep, caller: WriterDep
+) -> JobPublic:
     """Give a job that has ended more trials (a new ``max_trials``) or more time (``time_limit_s``
     seconds more, from now): it is queued again and its search goes on where it stopped, the study
-    rebuilt from its stored trials."""
+    rebuilt from its stored trials. The caller's quotas apply as to a new job."""
+    if body.max_trials is not None:
+        check_trials(caller, body.max_trials, settings, field=("body", "max_trials"))
     with store.write() as session:
         _check_owner(session, job_id, caller, "extend")
+        if queries.get_job(session, job_id).status not in JobStatus.ACTIVE:  # it would be queued again
+            check_active_jobs(session, caller, settings)
         lifecycle.extend_job(session, job_id, max_trials=body.max_trials, more_seconds=body.time_limit_s, now=utcnow())
     if manager is not None:
         manager.wake()

@@ -3,7 +3,8 @@
 A key is ``cellar_<id>_<secret>``, shown once when it is issued; the store keeps the SHA-256 of its
 secret. Scopes: ``read`` (reads, where the server requires a key for them), ``submit`` (also jobs
 and models, and cancelling, extending and deleting its own jobs) and ``admin`` (everything, keys
-included). The server's ``CELLAR_API_KEY`` stays the bootstrap admin key.
+included). The server's ``CELLAR_API_KEY`` stays the bootstrap admin key. A key may carry its own
+rate limit and quotas (``limits``) over the server's ``CELLAR_KEY_*`` settings.
 """
 
 from __future__ import annotations
@@ -18,9 +19,23 @@ from ..store.keys import ApiKey, Scope
 from .deps import AdminAccess, StoreDep
 from .errors import responses
 
-__all__ = ["KeyCreate", "KeyCreated", "KeyPublic", "KeysPublic", "router"]
+__all__ = ["KeyCreate", "KeyCreated", "KeyLimits", "KeyPublic", "KeysPublic", "router"]
 
 router = APIRouter(prefix="/v1", tags=["keys"], responses=responses(422, 503))
+
+
+class KeyLimits(BaseModel):
+    """A key's own rate limit and quotas; a field left out (null) follows the server's setting of
+    the same name (``CELLAR_KEY_<NAME>``); 0 is unlimited."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate_limit: int | None = Field(
+        None, ge=0, le=1_000_000, description="requests per CELLAR_KEY_RATE_WINDOW_S (by default a minute)"
+    )
+    max_active_jobs: int | None = Field(None, ge=0, le=1_000_000, description="queued and running jobs at once")
+    max_trials_per_job: int | None = Field(None, ge=0, le=1_000_000, description="largest budget.max_trials")
+    max_models_per_hour: int | None = Field(None, ge=0, le=1_000_000, description="models submitted per hour")
 
 
 class KeyCreate(BaseModel):
@@ -33,6 +48,10 @@ class KeyCreate(BaseModel):
         min_length=1,
         max_length=3,
         description="'read', 'submit' or 'admin'; admin includes submit, which includes read",
+    )
+
+    limits: KeyLimits | None = Field(
+        None, description="this key's own rate limit and quotas; unset ones follow the server's CELLAR_KEY_* settings"
     )
 
     @field_validator("scopes")
@@ -48,6 +67,7 @@ class KeyPublic(BaseModel):
     created_at: datetime
     revoked_at: datetime | None = Field(description="when it was revoked; a revoked key is refused (401)")
     last_used_at: datetime | None = Field(description="when a request last sent it (to the minute)")
+    limits: KeyLimits = Field(description="its own limits; null ones follow the server's CELLAR_KEY_* settings")
 
 
 class KeyCreated(KeyPublic):
@@ -62,7 +82,7 @@ class KeysPublic(BaseModel):
 def key_public(key: ApiKey) -> KeyPublic:
     return KeyPublic(
         id=key.key_id, name=key.name, scopes=[Scope(s) for s in key.scopes], created_at=key.created_at,
-        revoked_at=key.revoked_at, last_used_at=key.last_used_at,
+        revoked_at=key.revoked_at, last_used_at=key.last_used_at, limits=KeyLimits(**(key.limits or {})),
     )  # fmt: skip
 
 
@@ -76,7 +96,8 @@ def create_key(body: KeyCreate, store: StoreDep, response: Response) -> KeyCreat
     """Issue a key (needs scope ``admin``). The answer holds the key itself, which the server
     keeps only as a hash: store it now."""
     with store.write() as session:
-        key, text = keys.create_key(session, name=body.name, scopes=[s.value for s in body.scopes])
+        limits = body.limits.model_dump(exclude_none=True) if body.limits is not None else None
+        key, text = keys.create_key(session, name=body.name, scopes=[s.value for s in body.scopes], limits=limits)
         created = KeyCreated(**key_public(key).model_dump(), key=text)
     response.headers["Location"] = f"/v1/keys/{created.id}"
     return created

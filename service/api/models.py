@@ -22,7 +22,7 @@ def _checker(request: Request) -> ModelChecker:
     return request.app.state.models
 
 
-@router.post("/models", dependencies=[WriteAccess], responses=responses(401, 403, 422))
+@router.post("/models", dependencies=[WriteAccess], responses=responses(401, 403, 422, 429))
 async def submit_model(submission: ModelSubmission, request: Request, settings: SettingsDep) -> ModelResult:
     """Check and train ``nn_code`` in a sandboxed worker process and answer when it is done.
 
@@ -30,7 +30,8 @@ async def submit_model(submission: ModelSubmission, request: Request, settings: 
     runs out of memory or time, raises) is still a 200 answer: ``status`` is ``failed`` and
     ``failure`` says which stage failed and why. The same code with the same ``prm`` (dataset,
     seed) that trained before is answered from the store (``cached``) without training. It goes
-    through the queue of ``POST /v1/submissions``: on Ray workers where the server runs Ray.
+    through the queue of ``POST /v1/submissions``: on Ray workers where the server runs Ray, and
+    counts against the key's ``CELLAR_KEY_MAX_MODELS_PER_HOUR`` (past it: a 429).
     """
     (row,) = await run_in_threadpool(enqueue, request, [submission], settings, batch=False)
     queue, shutdown = request.app.state.queue, request.app.state.shutdown

@@ -24,9 +24,10 @@ from ..lemur.dispatch import SubmissionQueue
 from ..lemur.schemas import ModelResult, ModelSubmission
 from ..store import QueuedModel, Store, SubmissionStatus
 from ..store.queue import list_submissions
-from .deps import ReadAccess, SettingsDep, StoreDep, WriteAccess, check_dataset_files
+from .deps import BOOTSTRAP, ReadAccess, SettingsDep, StoreDep, WriteAccess, check_dataset_files
 from .errors import responses
 from .events import _sse
+from .ratelimit import check_models_per_hour
 
 __all__ = ["SubmissionView", "router", "submission_view"]
 
@@ -101,14 +102,18 @@ def enqueue(request: Request, submissions: list[ModelSubmission], settings: Any,
         check_dataset_files(submission.dataset, settings)
     queue = _queue(request)
     _check_gpus(queue, submissions, batch)
-    caller = getattr(request.state, "caller", None)  # set by WriteAccess
-    return queue.submit(submissions, owner_key_id=caller.key_id if caller is not None else None)
+    caller = getattr(request.state, "caller", BOOTSTRAP)  # set by WriteAccess
+    store: Store = request.app.state.store
+    with store.read() as session:
+        check_models_per_hour(session, caller, len(submissions), settings)
+    return queue.submit(submissions, owner_key_id=caller.key_id)
 
 
-@router.post("/submissions", status_code=202, dependencies=[WriteAccess], responses=responses(401, 403, 422))
+@router.post("/submissions", status_code=202, dependencies=[WriteAccess], responses=responses(401, 403, 422, 429))
 def submit_models(batch: SubmissionBatch, request: Request, settings: SettingsDep) -> SubmissionList:
     """Queue model code to train (each as ``POST /v1/models`` takes it) and answer at once with the
-    submissions' ids. One whose code, ``prm``, dataset and seed trained before is done already."""
+    submissions' ids. One whose code, ``prm``, dataset and seed trained before is done already.
+    Each model counts against the key's ``CELLAR_KEY_MAX_MODELS_PER_HOUR`` (past it: a 429)."""
     rows = enqueue(request, batch.models, settings, batch=True)
     return SubmissionList(data=[submission_view(r) for r in rows], count=len(rows))
 

@@ -28,22 +28,49 @@ def keys_create(
     scope: Annotated[
         str, typer.Option("--scope", help="read, submit or admin (admin includes submit, which includes read)")
     ] = "submit",
+    rate: Annotated[
+        int | None, typer.Option("--rate", min=0, help="its requests per minute (CELLAR_KEY_RATE_LIMIT)")
+    ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", min=0, help="its queued and running jobs at once (CELLAR_KEY_MAX_ACTIVE_JOBS)"),
+    ] = None,
+    trials: Annotated[
+        int | None,
+        typer.Option("--trials", min=0, help="its largest max_trials of a job (CELLAR_KEY_MAX_TRIALS_PER_JOB)"),
+    ] = None,
+    models_per_hour: Annotated[
+        int | None,
+        typer.Option("--models-per-hour", min=0, help="models it may submit per hour (CELLAR_KEY_MAX_MODELS_PER_HOUR)"),
+    ] = None,
     url: UrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Issue a key and print it: it is shown this once, the server keeps only its hash."""
+    """Issue a key and print it: it is shown this once, the server keeps only its hash. --rate,
+    --jobs, --trials and --models-per-hour give it limits of its own (0: unlimited); the others
+    follow the server's CELLAR_KEY_* settings."""
     if scope not in SCOPES:
         err.print(f"[red]error:[/red] --scope must be one of {', '.join(SCOPES)}, not {scope!r}")
         raise typer.Exit(2)
+    limits = {
+        name: value
+        for name, value in (("rate_limit", rate), ("max_active_jobs", jobs), ("max_trials_per_job", trials),
+                            ("max_models_per_hour", models_per_hour))
+        if value is not None
+    }  # fmt: skip
     with connect(url) as client:
         try:
-            created = client.create_key(name, [scope])
+            created = client.create_key(name, [scope], limits)
         except CellarHTTPError as error:
             fail_http(error)
     if as_json:
         typer.echo(json.dumps(created, indent=2))
         return
-    err.print(f"key {created['id']} {created['name']!r} ({', '.join(created['scopes'])}); shown once, store it now:")
+    own = ", ".join(f"{k}={v}" for k, v in created.get("limits", {}).items() if v is not None)
+    err.print(
+        f"key {created['id']} {created['name']!r} ({', '.join(created['scopes'])}{'; ' + own if own else ''}); "
+        "shown once, store it now:"
+    )
     typer.echo(created["key"])
 
 

@@ -73,12 +73,17 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
     #: to the minute (see ``touch_key``)
     last_used_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    #: this key's own rate limit and quotas, e.g. ``{"rate_limit": 120}``, over the server's
+    #: ``CELLAR_KEY_*`` settings (``service.api.ratelimit``); null: the settings
+    limits: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
 
 
-def create_key(session: Session, *, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
+def create_key(
+    session: Session, *, name: str, scopes: list[str], limits: dict[str, int] | None = None
+) -> tuple[ApiKey, str]:
     """A new key and its text, ``cellar_<key_id>_<secret>``: shown once, only its hash is kept."""
     secret = secrets.token_urlsafe(32)
-    key = ApiKey(name=name, scopes=scopes, secret_hash=_hash(secret), created_at=utcnow())
+    key = ApiKey(name=name, scopes=scopes, secret_hash=_hash(secret), created_at=utcnow(), limits=limits or None)
     session.add(key)
     session.flush()
     return key, f"{KEY_PREFIX}{key.key_id}_{secret}"

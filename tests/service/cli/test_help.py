@@ -29,7 +29,7 @@ def test_the_trial_command_takes_a_job_and_a_number() -> None:
     assert "number in the job" in result.output
 
 
-@pytest.mark.parametrize("command", [c for c in COMMANDS if c not in ([], ["serve"], ["mcp"], ["table"])], ids=" ".join)
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c not in ([], ["serve"], ["mcp"], ["table"], ["keys"])], ids=" ".join)
 def test_every_command_but_the_servers_speaks_json(command: list[str]) -> None:
     result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "120"})
     assert "--json" in result.output, command

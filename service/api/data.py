@@ -15,7 +15,7 @@ from ..store.data import DataQuery, data_rows, nn_stat_rows
 from ..store.joins import JoinSpec, join_rows
 from .deps import ReadAccess, StoreDep
 from .errors import responses
-from .schemas import DataQueryBody, DataRows, JoinedRows, PromptExample, PromptExamples
+from .schemas import MAX_INT, DataQueryBody, DataRows, Epoch, JoinedRows, PromptExample, PromptExamples
 
 router = APIRouter(prefix="/v1", tags=["data"], responses=responses(422, 503))
 
@@ -30,7 +30,7 @@ def data(
     dataset: Annotated[list[str] | None, Query()] = None,
     metric: Annotated[list[str] | None, Query(description="LEMUR metric name, e.g. acc")] = None,
     nn: Annotated[list[str] | None, Query(description="model name(s)")] = None,
-    epoch: Annotated[list[int] | None, Query()] = None,
+    epoch: Annotated[list[Epoch] | None, Query()] = None,
     nn_prefixes: Annotated[
         list[str] | None, Query(description="model names starting with any of these, e.g. rag- (repeat for several)")
     ] = None,
@@ -39,7 +39,7 @@ def data(
     max_rows: Annotated[
         int | None, Query(ge=1, description=f"at most this many rows (one answer holds at most {PAGE_ROWS:,})")
     ] = None,
-    offset: Annotated[int, Query(ge=0, description="rows to skip: the previous answer's next_offset")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT, description="rows to skip: the previous answer's next_offset")] = 0,
     codes: Annotated[
         Literal["inline", "separate"],
         Query(

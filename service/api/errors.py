@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, Field
 
 from ..errors import CellarError, ConflictError, InvalidRequestError, NotFoundError, ServiceStoppingError, StoreError
@@ -81,12 +82,28 @@ def _json_safe(value: object) -> object:
     return value
 
 
+#: FastAPI's answer to a body it cannot read as text
+_UNPARSABLE_BODY = "There was an error parsing the body"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         detail = _json_safe(jsonable_encoder(error.errors()))
         message = "; ".join(f"{_location(e['loc'])}: {e['msg']}" for e in error.errors())
         return JSONResponse({"detail": detail, "message": message}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        """FastAPI's and Starlette's own errors (a 401 or 403 of the keys, an unknown path, a wrong
+        method) in Cellar's shape: ``detail`` and ``message``, with their headers."""
+        if error.status_code == 400 and error.detail == _UNPARSABLE_BODY:
+            # a body that is not text (not UTF-8): the 422 of every other body that is not JSON
+            message = "body: the request body is not UTF-8 text; send JSON"
+            detail = [{"loc": ["body"], "msg": message.removeprefix("body: "), "type": "json_invalid"}]
+            return JSONResponse({"detail": detail, "message": message}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+        text = error.detail if isinstance(error.detail, str) else str(error.detail)
+        return JSONResponse({"detail": error.detail, "message": text}, status_code=error.status_code, headers=error.headers)
 
     @app.exception_handler(CellarError)
     async def _cellar_error(request: Request, error: CellarError) -> JSONResponse:

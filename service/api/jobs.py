@@ -23,7 +23,7 @@ from .deps import Caller, ManagerDep, ReadAccess, SettingsDep, StoreDep, WriteAc
 from .deps import check_dataset_files, check_owner
 from .errors import responses
 from .ratelimit import check_active_jobs, check_trials
-from .schemas import ImportancePublic, JobPublic, JobsPublic, ParetoPublic
+from .schemas import MAX_INT, ImportancePublic, JobPublic, JobsPublic, ParetoPublic
 from .views import counted_results, job_public, pareto_public
 
 __all__ = ["job_view", "router"]
@@ -79,7 +79,7 @@ def list_jobs(
         Literal["queued", "running", "succeeded", "failed", "cancelled"] | None, Query(alias="status")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
 ) -> JobsPublic:
     with store.read() as session:
         jobs, total = queries.list_jobs(session, status=status_, limit=limit, offset=offset)

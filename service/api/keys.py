@@ -10,13 +10,15 @@ rate limit and quotas (``limits``) over the server's ``CELLAR_KEY_*`` settings.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Path, Response, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..store import keys
 from ..store.keys import ApiKey, Scope
 from .deps import AdminAccess, StoreDep
+from .schemas import MAX_INT
 from .errors import responses
 
 __all__ = ["KeyCreate", "KeyCreated", "KeyLimits", "KeyPublic", "KeysPublic", "router"]
@@ -113,7 +115,7 @@ def list_keys(store: StoreDep, revoked: bool = True) -> KeysPublic:
 
 
 @router.delete("/keys/{key_id}", dependencies=[AdminAccess], responses=responses(401, 404, 409, 422, 403))
-def revoke_key(key_id: int, store: StoreDep) -> KeyPublic:
+def revoke_key(key_id: Annotated[int, Path(ge=1, le=MAX_INT)], store: StoreDep) -> KeyPublic:
     """Revoke a key (needs scope ``admin``): the next request that sends it gets a 401. It stays
     listed, and the jobs and submissions it created keep it as their owner."""
     with store.write() as session:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from ..errors import NotFoundError, ServiceStoppingError
@@ -12,6 +12,7 @@ from ..lemur.schemas import ModelResult, ModelResults, ModelSubmission
 from ..lemur.submissions import ModelChecker
 from ..store import SubmissionStatus
 from .deps import ReadAccess, SettingsDep, WriteAccess
+from .schemas import MAX_INT
 from .errors import responses
 from .submissions import enqueue
 
@@ -56,7 +57,7 @@ def list_models(
         Query(description="only failures of this kind"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
 ) -> ModelResults:
     """Stored submissions (``check_nn`` with ``save_to_db``), newest first, with their results and
     failure kinds."""
@@ -65,7 +66,7 @@ def list_models(
 
 
 @router.get("/models/{run_id}", dependencies=[ReadAccess], responses=responses(404, 422))
-def get_model(run_id: int, request: Request) -> ModelResult:
+def get_model(run_id: Annotated[int, Path(ge=1, le=MAX_INT)], request: Request) -> ModelResult:
     """A stored submission's result, by its ``run_id``."""
     result = _checker(request).get(run_id)
     if result is None:

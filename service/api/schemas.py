@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "MAX_INT",
+    "Epoch",
     "DataRow",
     "DataRows",
     "DatasetPublic",
@@ -26,6 +28,12 @@ __all__ = [
     "TrialPublic",
     "TrialsPublic",
 ]
+
+#: the largest epoch, offset or row count a query takes: the database's integer (PostgreSQL's, 32 bits)
+#: holds no larger one, and SQLite refuses one past 64 bits as a parameter (a 500 before the bound)
+MAX_INT = 2**31 - 1
+#: an epoch number in a query
+Epoch = Annotated[int, Field(ge=0, le=MAX_INT)]
 
 
 class TrialCounts(BaseModel):
@@ -263,7 +271,7 @@ class HealthPublic(BaseModel):
 class JoinConfBody(BaseModel):
     """LEMUR's ``JoinConf``: how ``data()`` joins models (see docs/lemur.md)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     num_joint_nns: int = Field(ge=1, description="models per row (pairs), or how many models (top-N, anchor)")
     same_columns: list[Literal["task", "dataset", "metric", "nn", "epoch"]] = []
@@ -292,15 +300,15 @@ class JoinConfBody(BaseModel):
 class DataQueryBody(BaseModel):
     """``POST /v1/data/query``: LEMUR's ``data()`` with every argument, ``sql`` included."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     only_best_accuracy: bool = False
     task: list[str] | None = None
     dataset: list[str] | None = None
     metric: list[str] | None = None
     nn: list[str] | None = None
-    epoch: list[int] | None = None
-    max_rows: int | None = Field(None, ge=1)
+    epoch: list[Epoch] | None = None
+    max_rows: int | None = Field(None, ge=1, le=MAX_INT)
     sql: JoinConfBody | None = None
     nn_prefixes: list[str] | None = None
     unique_nn: bool = False

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,6 +25,7 @@ from ..lemur.schemas import ModelResult, ModelSubmission
 from ..store import QueuedModel, Store, SubmissionStatus
 from ..store.queue import list_submissions
 from .deps import BOOTSTRAP, ReadAccess, SettingsDep, StoreDep, WriteAccess, check_dataset_files
+from .schemas import MAX_INT
 from .errors import responses
 from .events import _sse
 from .ratelimit import check_models_per_hour
@@ -128,6 +129,8 @@ def _ids(text: str | None) -> list[int] | None:
                                   field=("query", "ids")) from None  # fmt: skip
     if not 1 <= len(ids) <= 1000:
         raise InvalidRequestError("ids must name from 1 to 1000 submissions", field=("query", "ids"))
+    if not all(1 <= i <= MAX_INT for i in ids):
+        raise InvalidRequestError(f"ids must be submission ids from 1 to {MAX_INT}; got {text!r}", field=("query", "ids"))
     return ids
 
 
@@ -143,7 +146,7 @@ def submissions_page(
     ids: Annotated[str | None, Query(description="only these submissions: ids separated by commas")] = None,
     status: Annotated[Literal["queued", "running", "done"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
 ) -> SubmissionList:
     """Submissions in the order they came, with their results once done."""
     return _listed(store, _ids(ids), status, limit, offset)
@@ -196,7 +199,7 @@ async def submission_events(
 
 
 @router.get("/submissions/{submission_id}", dependencies=[ReadAccess], responses=responses(404, 422))
-def get_submission(submission_id: int, request: Request) -> SubmissionView:
+def get_submission(submission_id: Annotated[int, Path(ge=1, le=MAX_INT)], request: Request) -> SubmissionView:
     """One submission: where it stands and, once done, its result."""
     row = _queue(request).get(submission_id)
     if row is None:

@@ -6,7 +6,7 @@ shows) and a global id (``id``, unique in the store). Both reach it.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse, PlainTextResponse
@@ -24,6 +24,14 @@ from .views import drawing, trial_public
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["trials"], responses=responses(422, 503))
+
+
+def _json_errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """``responses(*codes)`` for a route that answers text: FastAPI would list its errors (the
+    router's too) as text, yet they are JSON (``ErrorPublic``)."""
+    content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorPublic"}}}
+    return {code: {"description": error["description"], "content": content} for code, error in responses(*codes).items()}
+
 
 JobId = Annotated[int, Path(description="the job's id")]
 
@@ -58,7 +66,7 @@ def get_job_trial(
     "/jobs/{job_id}/trials/{number}/log",
     dependencies=[ReadAccess],
     response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {}}, "description": "the trial's output"}} | responses(404, 422),
+    responses={200: {"content": {"text/plain": {}}, "description": "the trial's output"}} | _json_errors(404, 422, 503),
 )
 def get_log(
     job_id: JobId,

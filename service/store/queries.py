@@ -57,8 +57,13 @@ def create_job(
     return job
 
 
+#: the range of an Integer column (PostgreSQL's integer; SQLite's is wider): an id or a number
+#: outside it names no row, and the database would refuse it as a parameter
+_INTEGER = range(-(2**31), 2**31)
+
+
 def get_job(session: Session, job_id: int) -> Job:
-    job = session.get(Job, job_id)
+    job = session.get(Job, job_id) if job_id in _INTEGER else None
     if job is None:
         raise NotFoundError(f"job {job_id} does not exist; GET /v1/jobs lists the jobs")
     return job
@@ -172,7 +177,7 @@ def submitted_models(
 
 
 def get_trial(session: Session, trial_id: int) -> Trial:
-    trial = session.scalars(_trial_query().where(Trial.trial_id == trial_id)).first()
+    trial = session.scalars(_trial_query().where(Trial.trial_id == trial_id)).first() if trial_id in _INTEGER else None
     if trial is None:
         raise NotFoundError(f"trial {trial_id} does not exist; GET /v1/jobs/{{id}}/trials lists a job's trials")
     return trial
@@ -228,7 +233,8 @@ def trial_log(session: Session, job_id: int, number: int) -> str:
 def get_trial_by_number(session: Session, job_id: int, number: int) -> Trial:
     """Trial ``number`` (0, 1, ... in the order the job asked them) of job ``job_id``."""
     job = get_job(session, job_id)
-    trial = session.scalars(_trial_query().where(Trial.job_id == job_id, Trial.number == number)).first()
+    query = _trial_query().where(Trial.job_id == job_id, Trial.number == number)
+    trial = session.scalars(query).first() if number in _INTEGER else None
     if trial is None:
         count = session.scalar(select(func.count()).select_from(Trial).where(Trial.job_id == job_id)) or 0
         numbers = f"its trials are numbered 0 to {count - 1}" if count else "it has no trials yet"

@@ -114,6 +114,8 @@ def test_wrong_requests_name_the_problem(server: Server) -> None:
         assert missing.value.status_code == 404
     bad = httpx.get(f"{server.url}/v1/submissions/events", params={"ids": "1,x"}, headers=AUTH, timeout=30)
     assert bad.status_code == 422 and "ids" in bad.json()["message"]
+    huge = httpx.get(f"{server.url}/v1/submissions", params={"ids": str(2**63)}, headers=AUTH, timeout=30)
+    assert huge.status_code == 422 and "from 1 to" in huge.json()["message"]
     unknown = httpx.get(f"{server.url}/v1/submissions/events", params={"ids": "999999"}, headers=AUTH, timeout=30)
     assert unknown.status_code == 404
 

@@ -4,24 +4,11 @@ it (announced or streamed), nothing is stored; CORS stays closed unless origins 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
-from fastapi.testclient import TestClient
-
-from service.api.app import create_app
-from service.settings import Settings
-from service.store import Store, upgrade
+from tests.service.api.test_contract import KEY, _app
 from tests.service.bodies import job_body
 
-KEY = "limits-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-
-
-def _app(url: str, **settings: Any) -> TestClient:
-    store = Store(url)
-    upgrade(store)
-    store.dispose()
-    return TestClient(create_app(Settings(database_url=url, api_key=KEY, start_manager=False, **settings)))
 
 
 def test_a_body_over_the_bound_is_a_413_and_stores_nothing(sqlite_url: str) -> None:

@@ -311,8 +311,11 @@ def test_the_cli_watches_exports_and_names_its_server(server: Server, tmp_path: 
                     budget={"max_trials": 4, "epochs": 3, "parallelism": 2})
     (tmp_path / "job.json").write_text(json.dumps(body))
     # Ctrl-C while following: the follower says the job goes on, and it does
+    # SIGINT as a terminal sends it: by default in the child even where this test runs with it ignored
+    # (a shell's background job ignores it, and a child inherits that)
     following = subprocess.Popen([str(cellar), "submit", "job.json", "--follow"], cwd=tmp_path, env=env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     first = following.stdout.readline()  # "job N queued"
     job_id = int(first.split()[1])
     deadline = time.monotonic() + 60  # once a trial trains (not on a timer: a loaded machine is slow to start)

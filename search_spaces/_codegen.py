@@ -10,6 +10,7 @@ replaces with the candidate's constants.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 import re
 from pathlib import Path
@@ -19,6 +20,8 @@ __all__ = ["assemble", "module_source"]
 _INLINE = "# cellar: inline"
 _BLOCK_START = "# cellar: architecture"
 _BLOCK_END = "# cellar: end architecture"
+#: where a template's architecture block goes in its assembled frame (a comment: it parses)
+_SLOT = "# cellar: the architecture block goes here"
 
 
 def module_source(module: str) -> str:
@@ -78,16 +81,26 @@ def _replace_block(text: str, block: str) -> str:
     return text[:start] + block.rstrip("\n") + "\n" + text[end + len(_BLOCK_END) :].lstrip(" ")
 
 
-def assemble(template_module: str, architecture_block: str, header: str = "") -> str:
-    """One standalone source file: ``header``, hoisted imports, inlined modules, then the template
-    with its architecture block replaced by ``architecture_block``."""
-    template = _replace_block(module_source(template_module), architecture_block)
+@functools.lru_cache(maxsize=32)
+def _frame(template_module: str) -> str:
+    """The template assembled once (its file read and parsed, its inlined modules gathered), with
+    ``_SLOT`` where the architecture block goes: generating a candidate's code is then a string
+    substitution, not a parse of every module (it runs for every trial a job asks)."""
+    template = _replace_block(module_source(template_module), _SLOT)
     imports: list[str] = []
     bodies: list[str] = []
     docstring = _collect(template, imports, bodies, {template_module})
-    parts = [header.strip("\n")] if header else []
-    parts.append(docstring)
-    parts.append("\n".join(imports))
-    parts.extend(bodies)
-    text = "\n\n\n".join(p for p in parts if p) + "\n"
+    parts = [docstring, "\n".join(imports), *bodies]
+    frame = "\n\n\n".join(p for p in parts if p) + "\n"
+    if frame.count(_SLOT) != 1:
+        raise ValueError(f"template {template_module!r}: its architecture block must be top-level code")
+    return frame
+
+
+def assemble(template_module: str, architecture_block: str, header: str = "") -> str:
+    """One standalone source file: ``header``, hoisted imports, inlined modules, then the template
+    with its architecture block replaced by ``architecture_block`` (which must not import)."""
+    text = _frame(template_module).replace(_SLOT, architecture_block.rstrip("\n"), 1)
+    if header.strip("\n"):
+        text = header.strip("\n") + "\n\n\n" + text
     return re.sub(r"\n{4,}", "\n\n\n", text)

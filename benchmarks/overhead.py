@@ -48,10 +48,13 @@ def job_body(trials: int, epochs: int, parallelism: int) -> dict[str, Any]:
     }
 
 
-def through_service(trials: int, epochs: int, parallelism: int) -> tuple[float, list[dict[str, Any]], dict[str, Any]]:
-    """(wall seconds from the job's POST to its end, the trained trials with their code, the job)."""
+def through_service(
+    trials: int, epochs: int, parallelism: int, **settings: str
+) -> tuple[float, list[dict[str, Any]], dict[str, Any]]:
+    """(wall seconds from the job's POST to its end, the trained trials with their code, the job);
+    ``settings`` go to the server's environment (``CELLAR_RAY_ADDRESS``: join a cluster)."""
     with tempfile.TemporaryDirectory(prefix="cellar-overhead-") as tmp:
-        with serving(Path(tmp)) as url, CellarClient(url, KEY) as client:
+        with serving(Path(tmp), **settings) as url, CellarClient(url, KEY) as client:
             started = time.monotonic()
             job = client.submit_job(job_body(trials, epochs, parallelism))
             final = client.wait(job["id"], interval=0.05)

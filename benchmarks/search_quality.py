@@ -1,8 +1,9 @@
 """Search strategies compared on a results table, NAS-Bench-201 style, in simulation.
 
-Every search is a real job run by the real ``JobManager`` (Optuna sampler, duplicate detection,
-reproducible order, store writes), on the ``TabularExecutor``: trials look their results up in
-the table, and the clock is simulated, advancing by each epoch's recorded training time. A job
+Every search is a real job, run in memory by ``service.tabular.simulate`` (the job runner's Optuna
+sampler, duplicate detection and reproducible order; its rows written once at the end, the same
+rows the ``JobManager`` writes, as ``benchmarks/simulation.py`` checks), on the ``TabularExecutor``:
+trials look their results up in the table, and the clock is simulated, advancing by each epoch's recorded training time. A job
 runs with ``time_limit_s`` = the largest budget; for each budget, the trial with the best
 validation accuracy among those finished by then is selected, and its TEST accuracy reported
 (the search never sees test accuracies). Regret is the table's best test accuracy (over all
@@ -33,12 +34,11 @@ from typing import Any, get_args
 
 from sqlalchemy import select
 
-from service.jobs.manager import JobManager
 from service.jobs.spec import JobCreate, StrategySpec
-from service.settings import Settings
 from service.store import Job, Store, Trial, queries, upgrade
 from service.tabular import import_table, load_table
-from workers.tabular_executor import ResultsTable, TabularExecutor
+from service.tabular.simulate import simulate_job
+from workers.tabular_executor import ResultsTable
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_TABLE = ROOT / "tables" / "nb201-c4-4ops-digits.jsonl.xz"
@@ -107,17 +107,11 @@ def run_job(store: Store, table: ResultsTable, sampler: str, seed: int, limit: f
             metric=table.metric,
             spec=spec.model_dump(mode="json"),
         ).job_id
-    settings = Settings(database_url=str(store.url), api_key="unused", poll_interval_s=1e-4, start_manager=False)
-    manager = JobManager(store, TabularExecutor(table), settings, max_running_jobs=1)
     started = time.perf_counter()
-    while True:
-        manager.tick()
-        if not manager.runners:
-            with store.read() as session:
-                job = session.get(Job, job_id)
-                assert job is not None
-                if job.status not in ("queued", "running"):
-                    break
+    simulate_job(store, job_id, table)
+    with store.read() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
     wall = time.perf_counter() - started
     if job.status != "succeeded":
         raise RuntimeError(f"job {body['name']} ended {job.status}: {job.error}")

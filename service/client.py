@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import os
+import functools
 import json
+import os
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,6 +33,14 @@ def default_api_key() -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1)
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context per process: building one loads the CA bundle (20-30 ms here), and LEMUR's
+    calls (``service.lemur.data``) open a client per call. httpx's defaults (certifi, or
+    ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``)."""
+    return httpx.create_ssl_context()
+
+
 class CellarHTTPError(Exception):
     """The server answered with an error; ``message`` is its explanation."""
 
@@ -46,7 +56,7 @@ class CellarClient:
         self.url = (url or default_url()).rstrip("/")
         key = api_key if api_key is not None else default_api_key()
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, verify=_tls_context())
 
     def close(self) -> None:
         self._http.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
+from pydantic_core import to_json
 
 from search_spaces.metrics import metric_direction
 
@@ -83,12 +84,11 @@ def data(
                 if row[text] is not None:
                     texts[row[key]] = row[text]
                     row[text] = None
-    # one validation of the whole page and pydantic's own JSON writer: a page holds up to 50,000
-    # rows, and FastAPI's generic path would validate and encode each of them twice
-    answer = DataRows.model_validate(
-        {"data": rows, "count": len(rows), "next_offset": offset + limit if more else None, "codes": texts}
-    )
-    return Response(answer.model_dump_json(exclude_unset=True), media_type="application/json")
+    # pydantic's JSON writer on the rows as ``data_rows`` built them (``DataRows`` documents them;
+    # the contract tests check answers against it): a page holds up to 50,000 rows, and validating
+    # them again took 4 times as long as writing them
+    answer = {"data": rows, "count": len(rows), "next_offset": offset + limit if more else None, "codes": texts}
+    return Response(to_json(answer), media_type="application/json")
 
 
 @router.post("/data/query", dependencies=[ReadAccess], response_model=JoinedRows)

@@ -72,6 +72,11 @@ class Executor(ABC):
     @abstractmethod
     def finish(self, trial_id: int) -> None: ...
 
+    def queue_rest(self, trial_id: int, epochs: int) -> None:  # noqa: B027 - optional
+        """Queue the started trial's other epochs and its finish at once: the job decides nothing
+        between epochs (no pruner), so its worker may run them back to back, and ``train_epoch`` /
+        ``finish`` for this trial are then no-ops. By default nothing is queued ahead."""
+
     @abstractmethod
     def release(self, trial_id: int) -> None: ...
 

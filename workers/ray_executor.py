@@ -44,16 +44,22 @@ class _TrialActor:
         from workers.runner import TrialRunner
 
         self._runner = TrialRunner(threads)
+        #: a step of the current trial raised: its steps queued behind it return at once
+        self._failed = False
 
     def _call(self, method: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+        if self._failed:
+            raise TrialError("Skipped", "an earlier step of this trial failed", "", None)
         try:
             return method(*args)
         except Exception as error:
+            self._failed = True
             raise TrialError(
                 type(error).__name__, str(error), traceback.format_exc(), getattr(error, "cellar_log", None)
             ) from None
 
     def setup(self, payload: dict[str, Any]) -> dict[str, Any]:
+        self._failed = False
         return self._call(self._runner.setup, payload)
 
     def train_epoch(self) -> dict[str, Any]:
@@ -63,6 +69,7 @@ class _TrialActor:
         return self._call(self._runner.finish)
 
     def reset(self) -> None:
+        self._failed = False
         self._runner.reset()
 
     def pid(self) -> int:
@@ -99,6 +106,8 @@ class RayExecutor(Executor):
         self._pools: dict[int, _JobPool] = {}
         self._trial_slot: dict[int, tuple[int, _Slot]] = {}
         self._pending: dict[Any, tuple[int, str]] = {}  # ObjectRef -> (trial_id, call)
+        #: trials whose epochs and finish were all queued at start (``queue_rest``)
+        self._ahead: set[int] = set()
         self._started = False
         self._actor_class: Any = None
         #: the local Ray's processes, listed once it started (its agents among them), to reap at shutdown
@@ -221,10 +230,22 @@ class RayExecutor(Executor):
         self._submit(payload.trial_id, "epoch", slot.actor.train_epoch.remote())
 
     def train_epoch(self, trial_id: int) -> None:
-        self._submit(trial_id, "epoch", self._actor(trial_id).train_epoch.remote())
+        if trial_id not in self._ahead:
+            self._submit(trial_id, "epoch", self._actor(trial_id).train_epoch.remote())
 
     def finish(self, trial_id: int) -> None:
-        self._submit(trial_id, "final", self._actor(trial_id).finish.remote())
+        if trial_id not in self._ahead:
+            self._submit(trial_id, "final", self._actor(trial_id).finish.remote())
+
+    def queue_rest(self, trial_id: int, epochs: int) -> None:
+        """Epochs 2..N and the finish go to the trial's actor now (Ray runs an actor's calls in
+        order): the worker never waits for the manager between them. Their results come back in
+        call order, as they would one by one."""
+        actor = self._actor(trial_id)
+        for _ in range(epochs - 1):
+            self._submit(trial_id, "epoch", actor.train_epoch.remote())
+        self._submit(trial_id, "final", actor.finish.remote())
+        self._ahead.add(trial_id)
 
     def release(self, trial_id: int) -> None:
         slot = self._vacate(trial_id)
@@ -277,6 +298,7 @@ class RayExecutor(Executor):
         self._pending[ref] = (trial_id, call)
 
     def _forget(self, trial_id: int) -> None:
+        self._ahead.discard(trial_id)
         entry = self._trial_slot.pop(trial_id, None)
         if entry is not None:
             entry[1].trial_id = None

@@ -293,6 +293,10 @@ class JobRunner:
         )
         self.reports.started(trial_id, trial)
         self.executor.start_trial(self.job_id, payload)
+        if self.spec.strategy.pruner == "none":
+            # nothing is decided between epochs: the worker runs them and the finish back to back
+            # (a cancel, a time limit or an epoch timeout still stops it at once)
+            self.executor.queue_rest(trial_id, self.spec.budget.epochs)
 
     def _new_row(
         self,

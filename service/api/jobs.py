@@ -18,13 +18,13 @@ from search_spaces.datasets import get_dataset
 from ..errors import InvalidRequestError
 from ..jobs.artifacts import ArtifactStore
 from ..jobs.spec import JobCreate, JobExtension
-from ..store import JobStatus, Store, lifecycle, queries, utcnow
+from ..store import Job, JobStatus, Store, Trial, lifecycle, queries, utcnow
 from .deps import Caller, ManagerDep, ReadAccess, SettingsDep, StoreDep, WriteAccess, WriterDep
 from .deps import check_dataset_files, check_owner
 from .errors import responses
 from .ratelimit import check_active_jobs, check_trials
 from .schemas import MAX_INT, ImportancePublic, JobPublic, JobsPublic, ParetoPublic
-from .views import counted_results, job_public, pareto_public
+from .views import best_trials, counted_results, job_public, pareto_public
 
 __all__ = ["job_view", "router"]
 
@@ -35,7 +35,19 @@ def job_view(store: Store, job_id: int) -> JobPublic:
     with store.read() as session:
         job = queries.get_job(session, job_id)
         counts = queries.trial_counts(session, [job_id])[job_id]
-        return job_public(job, counts, queries.complete_trials(session, [job_id])[job_id])
+        return job_public(job, counts, shown_trials(session, [job])[job_id])
+
+
+def shown_trials(session: Session, jobs: list[Job]) -> dict[int, list[Trial]]:
+    """Per job, the complete trials its view shows (the best and the non-dominated ones), ranked
+    on their values alone and only then loaded whole: a job may hold 100,000 trials."""
+    results = queries.complete_results(session, [job.job_id for job in jobs])
+    wanted: dict[int, list[int]] = {}
+    for job in jobs:
+        best, front = best_trials(job, results[job.job_id])
+        wanted[job.job_id] = list(dict.fromkeys(t.trial_id for t in (best, *front) if t is not None))
+    loaded = queries.trials_by_id(session, [i for ids in wanted.values() for i in ids])
+    return {job_id: [loaded[i] for i in ids] for job_id, ids in wanted.items()}
 
 
 @router.post(
@@ -85,8 +97,8 @@ def list_jobs(
         jobs, total = queries.list_jobs(session, status=status_, limit=limit, offset=offset)
         ids = [job.job_id for job in jobs]
         counts = queries.trial_counts(session, ids)
-        complete = queries.complete_trials(session, ids)
-        return JobsPublic(data=[job_public(j, counts[j.job_id], complete[j.job_id]) for j in jobs], count=total)
+        shown = shown_trials(session, list(jobs))
+        return JobsPublic(data=[job_public(j, counts[j.job_id], shown[j.job_id]) for j in jobs], count=total)
 
 
 @router.get("/jobs/{job_id}", dependencies=[ReadAccess], responses=responses(404, 422))
@@ -115,7 +127,7 @@ def get_pareto(
                 f"{', '.join(o['metric'] for o in objectives)}), got {reference}",
                 field=("query", "reference"),
             )
-        return pareto_public(job, queries.complete_trials(session, [job_id])[job_id], reference)
+        return pareto_public(job, shown_trials(session, [job])[job_id], reference)
 
 
 @router.get("/jobs/{job_id}/importance", dependencies=[ReadAccess], responses=responses(404, 422))

@@ -109,7 +109,7 @@ class AskTellGate:
         user_attrs: dict[str, Any] | None = None,
         system_attrs: dict[str, Any] | None = None,
         hidden: bool,
-    ) -> optuna.trial.FrozenTrial:
+    ) -> None:
         """Put a stored trial back into the study as the next number, with the sampler's own
         attributes. A ``hidden`` finished one enters as running and its outcome is held, as it was
         before the restart (reproducible order); a running one (``state`` RUNNING) stays running."""
@@ -128,7 +128,6 @@ class AskTellGate:
         if hidden:
             self._untold[self.asked] = _Outcome(state, values)
         self.asked += 1
-        return self.study.get_trials(deepcopy=False)[-1]
 
     def running_trial(self, number: int) -> optuna.Trial:
         """A handle on trial ``number`` (replayed as running) to report its epochs to, as to an asked one."""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, func, select, union, update
 from sqlalchemy.orm import Session, selectinload
 
 from search_spaces import nn_id
@@ -17,6 +17,7 @@ from ..errors import ConflictError, NotFoundError
 from .models import Architecture, Job, JobStatus, Source, Trial, TrialState, utcnow
 
 __all__ = [
+    "complete_results",
     "complete_trials",
     "create_job",
     "find_architecture",
@@ -32,6 +33,7 @@ __all__ = [
     "submitted_models",
     "submitted_result",
     "trial_progress",
+    "trials_by_id",
     "transform_source_id",
     "trial_counts",
     "trial_log",
@@ -142,6 +144,32 @@ def complete_trials(session: Session, job_ids: Sequence[int]) -> dict[int, list[
     return grouped
 
 
+def complete_results(session: Session, job_ids: Sequence[int]) -> dict[int, list[Any]]:
+    """Per job, its complete trials as bare rows (``trial_id``, ``number``, ``state``, ``values``,
+    ``duplicate_of_trial_id``, ``cache_hit``): what ranking them needs, without loading trials,
+    architectures and epochs (a job may hold 100,000 trials)."""
+    rows = session.execute(
+        select(Trial.job_id, Trial.trial_id, Trial.number, Trial.state, Trial.values, Trial.duplicate_of_trial_id,
+               Trial.cache_hit)  # fmt: skip
+        .where(Trial.job_id.in_(list(job_ids)), Trial.state == TrialState.COMPLETE)
+        .order_by(Trial.job_id, Trial.number)
+    ).all()
+    grouped: dict[int, list[Any]] = {job_id: [] for job_id in job_ids}
+    for row in rows:
+        grouped[row.job_id].append(row)
+    return grouped
+
+
+def trials_by_id(session: Session, trial_ids: Iterable[int]) -> dict[int, Trial]:
+    """The trials with these ids, with their architectures and epochs."""
+    ids = sorted(set(trial_ids))
+    found: dict[int, Trial] = {}
+    for start in range(0, len(ids), 500):
+        for trial in session.scalars(_trial_query().where(Trial.trial_id.in_(ids[start : start + 500]))):
+            found[trial.trial_id] = trial
+    return found
+
+
 def trial_progress(
     session: Session, job_id: int, *, watched: Sequence[int], after_number: int | None
 ) -> tuple[list[Trial], int]:
@@ -149,10 +177,15 @@ def trial_progress(
     ``watched`` (running when last seen) and those numbered above ``after_number`` (none with
     None), each with its epoch rows; and the job's highest trial number (-1 without trials).
     Bounded by the trials in flight, not by the job's size."""
-    moving = (Trial.state == TrialState.RUNNING) | Trial.trial_id.in_(list(watched))
+    # one select per reason, each on its own index (state, primary key, (job_id, number)): an OR
+    # under ``job_id`` walked every trial of the job
+    arms = [select(Trial.trial_id).where(Trial.job_id == job_id, Trial.state == TrialState.RUNNING)]
+    if watched:
+        arms.append(select(Trial.trial_id).where(Trial.job_id == job_id, Trial.trial_id.in_(list(watched))))
     if after_number is not None:
-        moving = moving | (Trial.number > after_number)
-    query = _trial_query().where(Trial.job_id == job_id, moving).order_by(Trial.number)
+        arms.append(select(Trial.trial_id).where(Trial.job_id == job_id, Trial.number > after_number))
+    moving = arms[0] if len(arms) == 1 else union(*arms)
+    query = _trial_query().where(Trial.trial_id.in_(moving.scalar_subquery())).order_by(Trial.number)
     highest = session.scalar(select(func.max(Trial.number)).where(Trial.job_id == job_id))
     return list(session.scalars(query).all()), -1 if highest is None else highest
 

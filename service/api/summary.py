@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -41,9 +41,12 @@ def _trial(trial: Trial, objectives: Sequence[dict[str, Any]]) -> dict[str, Any]
     return item
 
 
-def job_summary(job: Job, trials: Sequence[Trial], *, top: int, budget: int) -> dict[str, Any]:
+def job_summary(
+    job: Job, trials: Sequence[Any], *, top: int, budget: int, load: Callable[[list[int]], dict[int, Trial]] | None = None
+) -> dict[str, Any]:
     """The summary, at most ``budget`` characters of JSON: items are dropped from the end of the
-    lists (the worst first) until it fits, and ``truncated`` says how many went."""
+    lists (the worst first) until it fits, and ``truncated`` says how many went. ``trials`` may be
+    bare rows (``queries.trial_outcomes``); ``load`` then reads the few listed ones whole."""
     objectives = job.spec.get("objectives") or [{"metric": f"val_{job.metric}", "direction": "maximize"}]
     states = Counter(t.state for t in trials)
     complete = counted_results([t for t in trials if t.state == TrialState.COMPLETE])
@@ -54,6 +57,8 @@ def job_summary(job: Job, trials: Sequence[Trial], *, top: int, budget: int) -> 
     else:
         ranked = sorted(front, key=lambda t: t.number)
     failures = Counter(_failure_kind(t.error) for t in trials if t.state == TrialState.FAILED)
+    listed = ranked[:top]
+    loaded = load([t.trial_id for t in listed]) if load is not None else {t.trial_id: t for t in listed}
     summary: dict[str, Any] = {
         "job": {
             "id": job.job_id,
@@ -66,7 +71,7 @@ def job_summary(job: Job, trials: Sequence[Trial], *, top: int, budget: int) -> 
             "max_trials": job.spec.get("budget", {}).get("max_trials"),
             "error": (job.error or "")[:300] or None,
         },
-        "best" if len(objectives) == 1 else "pareto_set": [_trial(t, objectives) for t in ranked[:top]],
+        "best" if len(objectives) == 1 else "pareto_set": [_trial(loaded[t.trial_id], objectives) for t in listed],
         "failures": dict(failures.most_common()),
         "truncated": 0,
     }
@@ -95,4 +100,5 @@ def get_summary(
     characters (``truncated`` counts what was left out)."""
     with store.read() as session:
         job = queries.get_job(session, job_id)
-        return job_summary(job, queries.list_trials(session, job_id), top=top, budget=budget)
+        outcomes = queries.trial_outcomes(session, job_id)
+        return job_summary(job, outcomes, top=top, budget=budget, load=lambda ids: queries.trials_by_id(session, ids))

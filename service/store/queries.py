@@ -33,6 +33,7 @@ __all__ = [
     "submitted_models",
     "submitted_result",
     "trial_progress",
+    "trial_outcomes",
     "trials_by_id",
     "transform_source_id",
     "trial_counts",
@@ -158,6 +159,20 @@ def complete_results(session: Session, job_ids: Sequence[int]) -> dict[int, list
     for row in rows:
         grouped[row.job_id].append(row)
     return grouped
+
+
+def trial_outcomes(session: Session, job_id: int) -> list[Any]:
+    """Every trial of the job as a bare row: ``trial_id``, ``number``, ``state``, ``values``,
+    ``duplicate_of_trial_id``, ``cache_hit`` and the start of its ``error`` (300 characters): how
+    the trials ended, without loading them whole."""
+    return list(
+        session.execute(
+            select(Trial.trial_id, Trial.number, Trial.state, Trial.values, Trial.duplicate_of_trial_id,
+                   Trial.cache_hit, func.substr(Trial.error, 1, 300).label("error"))  # fmt: skip
+            .where(Trial.job_id == job_id)
+            .order_by(Trial.number)
+        ).all()
+    )
 
 
 def trials_by_id(session: Session, trial_ids: Iterable[int]) -> dict[int, Trial]:

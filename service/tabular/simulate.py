@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,7 +30,6 @@ from typing import Any
 import optuna
 from optuna.distributions import distribution_to_json
 from optuna.trial import TrialState as OptunaState
-from sqlalchemy import bindparam, insert, select, update
 
 from search_spaces import get_search_space
 from search_spaces.datasets import get_dataset
@@ -45,8 +45,7 @@ from ..jobs.objectives import Objectives, build_study
 from ..jobs.reports import ORIGIN, error_signature
 from ..jobs.spec import JobCreate
 from ..jobs.strategies import CURVE_ATTR, STATIC_ATTR
-from ..store import Architecture, Job, JobStatus, Store, Trial, TrialEpoch, TrialState, leases
-from ..store.models import signed_score
+from ..store import Job, JobStatus, Store, TrialState, leases, simulated
 from ..store.queries import metric_source_id, transform_source_id
 
 __all__ = ["Simulation", "simulate_job"]
@@ -402,15 +401,26 @@ def simulate_job(store: Store, job_id: int, table: ResultsTable, *, data_dir: Pa
 
 
 def _write(session: Any, sim: Simulation) -> None:
-    """The job's rows, as the runner writes them (bulk statements, no ORM objects)."""
-    spec = sim.spec
-    job = session.get(Job, sim.job_id)
-    task, dataset, metric = job.task, job.dataset, job.metric
-    archs = _architectures(session, sim)
+    """The job's rows, as the runner writes them."""
+    spec, space = sim.spec, sim.space
+
+    def row_of(trial: SimTrial) -> Callable[[], dict[str, Any]]:
+        def make() -> dict[str, Any]:
+            params, flops = sim.measured.get(trial.arch_hash, (None, None))
+            return {
+                "search_space": space.kind, "space_params": space.params_dict(), "encoding": trial.encoding,
+                "arch_hash": trial.arch_hash, "dedup_hash": trial.dedup, "in_shape": sim.in_shape,
+                "out_shape": sim.out_shape, "num_params": params, "flops": flops,
+                "nn_name": space.nn_name(trial.encoding), "nn_code": space.nn_code(trial.encoding),
+            }  # fmt: skip
+
+        return make
+
+    archs = simulated.architecture_ids(session, {t.arch_hash: row_of(t) for t in reversed(sim.trials)}, sim.measured)
     metric_id, transform_id = metric_source_id(session, sim.info.metric), transform_source_id(session, spec.transform)
     rows = [
         {
-            "job_id": sim.job_id, "number": t.number, "architecture_id": archs[t.arch_hash][0], "state": t.state,
+            "number": t.number, "architecture_id": archs[t.arch_hash][0], "state": t.state,
             "params": t.params, "distributions": t.distributions, "prm": t.prm, "seed": spec.training_seed,
             "split": t.split, "epochs": spec.budget.epochs, "values": t.values, "val_metric": t.val_metric,
             "test_metric": t.test_metric, "loss": t.loss, "train_seconds": t.train_seconds,
@@ -422,61 +432,16 @@ def _write(session: Any, sim: Simulation) -> None:
         }
         for t in sim.trials
     ]  # fmt: skip
-    if rows:
-        session.execute(insert(Trial), rows)
-    ids = dict(session.execute(select(Trial.number, Trial.trial_id).where(Trial.job_id == sim.job_id)).all())
-    duplicates = [{"tid": ids[t.number], "orig": ids[t.duplicate_of]} for t in sim.trials if t.duplicate_of is not None]
-    if duplicates:
-        statement = update(Trial.__table__).where(Trial.__table__.c.trial_id == bindparam("tid"))
-        session.execute(statement.values(duplicate_of_trial_id=bindparam("orig")), duplicates)
-    epochs = [
-        {**epoch, "trial_id": ids[t.number], "task": task, "dataset": dataset, "metric": metric,
-         "nn": archs[t.arch_hash][1], "score": signed_score(metric, epoch["val_metric"])}
-        for t in sim.trials if t.duplicate_of is None for epoch in t.epochs
-    ]  # fmt: skip
-    if epochs:
-        session.execute(insert(TrialEpoch), epochs)
-    job.status, job.error = sim.status, sim.job_error
-    job.started_at = job.started_at or sim.started_at
-    job.finished_at = sim.finished_at
-    job.sampler_attrs = sim.study_attrs or None
-    job.lease_owner, job.lease_expires_at = None, None
+    simulated.write_job(
+        session,
+        sim.job_id,
+        trials=rows,
+        epochs={t.number: (archs[t.arch_hash][1], t.epochs) for t in sim.trials if t.duplicate_of is None and t.epochs},
+        duplicates={t.number: t.duplicate_of for t in sim.trials if t.duplicate_of is not None},
+        status=sim.status or JobStatus.FAILED,
+        error=sim.job_error,
+        started_at=sim.started_at,
+        finished_at=sim.finished_at,
+        sampler_attrs=sim.study_attrs,
+    )
     log.info("simulated job %s %s: %d trials", sim.job_id, sim.status, len(rows))
-
-
-def _architectures(session: Any, sim: Simulation) -> dict[str, tuple[int, str]]:
-    """arch hash -> (architecture id, nn_name) for every network the job met, created when new."""
-    space = sim.space
-    wanted = {t.arch_hash: t for t in reversed(sim.trials)}  # first trial per network
-    found: dict[str, tuple[int, str]] = {}
-    hashes = list(wanted)
-    for start in range(0, len(hashes), 500):
-        chunk = hashes[start : start + 500]
-        query = select(Architecture.arch_hash, Architecture.architecture_id, Architecture.nn_name, Architecture.num_params)
-        for hashed, arch_id, nn_name, num_params in session.execute(query.where(Architecture.arch_hash.in_(chunk))):
-            found[hashed] = (arch_id, nn_name)
-            measured = sim.measured.get(hashed)
-            if num_params is None and measured is not None:
-                session.execute(
-                    update(Architecture).where(Architecture.architecture_id == arch_id)
-                    .values(num_params=measured[0], flops=measured[1])
-                )  # fmt: skip
-    new = []
-    for hashed, trial in wanted.items():
-        if hashed in found:
-            continue
-        code = space.nn_code(trial.encoding)
-        params, flops = sim.measured.get(hashed, (None, None))
-        new.append({
-            "search_space": space.kind, "space_params": space.params_dict(), "encoding": trial.encoding,
-            "arch_hash": hashed, "dedup_hash": trial.dedup, "in_shape": sim.in_shape, "out_shape": sim.out_shape,
-            "num_params": params, "flops": flops, "nn_name": space.nn_name(trial.encoding), "nn_code": code,
-        })  # fmt: skip
-    if new:
-        session.execute(insert(Architecture), new)
-        created = select(Architecture.arch_hash, Architecture.architecture_id, Architecture.nn_name)
-        for start in range(0, len(new), 500):
-            chunk = [row["arch_hash"] for row in new[start : start + 500]]
-            for hashed, arch_id, nn_name in session.execute(created.where(Architecture.arch_hash.in_(chunk))):
-                found[hashed] = (arch_id, nn_name)
-    return found

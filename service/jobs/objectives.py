@@ -64,6 +64,20 @@ class Objectives:
             return None
         return [float(v) for v in values]  # type: ignore[arg-type]
 
+    def final_values(
+        self, last_epoch: dict[str, Any], setup: dict[str, Any], final: dict[str, Any]
+    ) -> list[float] | None:
+        """A finished trial's objective values: from its last epoch, its set-up report (the model's
+        size and speed) and its final report."""
+        return self.values(
+            val_metric=last_epoch.get("val_metric"),
+            val_loss=last_epoch.get("val_loss"),
+            params=setup.get("num_params"),
+            flops=setup.get("flops"),
+            latency_ms=setup.get("latency_ms"),
+            train_seconds=final.get("train_seconds"),
+        )
+
     def static(self, **metrics: Any) -> list[float | None]:
         """Per objective, its value when known before training ends (None for the curve)."""
         return [None if i == self.curve_index else metrics.get(m) for i, m in enumerate(self.metrics)]

@@ -29,7 +29,7 @@ from .strategies import CURVE_ATTR, STATIC_ATTR
 if TYPE_CHECKING:
     from .runner import JobRunner
 
-__all__ = ["ORIGIN", "RETRY_OF", "WORKER_LOST", "RunningTrial", "TrialReports", "error_signature"]
+__all__ = ["ORIGIN", "RETRY_OF", "WORKER_LOST", "RunningTrial", "TrialReports", "error_signature", "fail_fast_error"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,17 @@ def error_signature(error: str) -> str:
     """What identifies an error across trials: its first line (exception type and message),
     without the traceback, whose frames name the trial's own files."""
     return error.strip().splitlines()[0].strip() if error.strip() else ""
+
+
+def fail_fast_error(signatures: list[str], limit: int) -> str | None:
+    """The job's error once its first ``limit`` trials (``budget.fail_fast_after``) all failed with
+    the same error (their ``error_signature``s), else None."""
+    if len(signatures) < limit or len(set(signatures)) != 1:
+        return None
+    return (
+        f"stopped: the first {len(signatures)} trials all failed with the same error, so every "
+        f"trial would (budget.fail_fast_after = {limit}); fix it and submit again: {signatures[0]}"
+    )
 
 
 class TrialReports:
@@ -97,11 +108,8 @@ class TrialReports:
         if self._settled or limit == 0 or self.fatal_error is not None:
             return
         self._failures.append(error_signature(error))
-        if len(self._failures) >= limit and len(set(self._failures)) == 1:
-            self.fatal_error = (
-                f"stopped: the first {len(self._failures)} trials all failed with the same error, so every "
-                f"trial would (budget.fail_fast_after = {limit}); fix it and submit again: {self._failures[0]}"
-            )
+        self.fatal_error = fail_fast_error(self._failures, limit)
+        if self.fatal_error is not None:
             log.warning("job %s: %s", self.runner.job_id, self.fatal_error)
 
     # ---- reports -------------------------------------------------------------------------------
@@ -168,14 +176,7 @@ class TrialReports:
         return study.pruner.prune(study, frozen)
 
     def _on_final(self, running: RunningTrial, data: dict[str, Any]) -> None:
-        values = self.runner.objectives.values(
-            val_metric=running.last_epoch.get("val_metric"),
-            val_loss=running.last_epoch.get("val_loss"),
-            params=running.setup.get("num_params"),
-            flops=running.setup.get("flops"),
-            latency_ms=running.setup.get("latency_ms"),
-            train_seconds=data.get("train_seconds"),
-        )
+        values = self.runner.objectives.final_values(running.last_epoch, running.setup, data)
         if values is None:
             raise RuntimeError(f"trial {running.trial_id}: the worker did not report every objective's metric")
         with self.runner.store.write() as session:

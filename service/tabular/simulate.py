@@ -42,7 +42,7 @@ from workers.tabular_executor import ResultsTable, TabularExecutor
 from ..jobs.gate import AskTellGate
 from ..jobs.identity import arch_hash, dedup_hash
 from ..jobs.objectives import Objectives, build_study
-from ..jobs.reports import ORIGIN, error_signature
+from ..jobs.reports import ORIGIN, error_signature, fail_fast_error
 from ..jobs.spec import JobCreate
 from ..jobs.strategies import CURVE_ATTR, STATIC_ATTR
 from ..store import Job, JobStatus, Store, TrialState, leases, simulated
@@ -306,15 +306,7 @@ class Simulation:
         return self.study.pruner.prune(self.study, frozen)
 
     def _on_final(self, row: SimTrial, data: dict[str, Any]) -> None:
-        last = row.epochs[-1] if row.epochs else {}
-        values = self.objectives.values(
-            val_metric=last.get("val_metric"),
-            val_loss=last.get("val_loss"),
-            params=row.setup.get("num_params"),
-            flops=row.setup.get("flops"),
-            latency_ms=row.setup.get("latency_ms"),
-            train_seconds=data.get("train_seconds"),
-        )
+        values = self.objectives.final_values(row.epochs[-1] if row.epochs else {}, row.setup, data)
         if values is None:
             raise RuntimeError(f"trial {row.number}: the table did not hold every objective's metric")
         row.sampler_attrs = self.gate.sampler_attrs(row.optuna_trial) or None
@@ -341,11 +333,7 @@ class Simulation:
         if self._settled or limit == 0 or self.fatal_error is not None:
             return
         self._failures.append(error_signature(error))
-        if len(self._failures) >= limit and len(set(self._failures)) == 1:
-            self.fatal_error = (
-                f"stopped: the first {len(self._failures)} trials all failed with the same error, so every "
-                f"trial would (budget.fail_fast_after = {limit}); fix it and submit again: {self._failures[0]}"
-            )
+        self.fatal_error = fail_fast_error(self._failures, limit)
 
     # ---- the end -----------------------------------------------------------------------------
     def _stop(self, reason: str, message: str) -> None:

@@ -35,10 +35,23 @@ def _as_losses(points: Sequence[Sequence[float]], directions: Sequence[str], *, 
 
 
 def _pareto_mask(losses: np.ndarray) -> np.ndarray:
-    keep = np.ones(len(losses), dtype=bool)
-    for i, point in enumerate(losses):
-        dominated_by = np.all(losses <= point, axis=1) & np.any(losses < point, axis=1)
-        keep[i] = not dominated_by.any()
+    """Which points no other dominates. Points are taken in lexicographic order, where a point's
+    dominators all come before it, and each is compared with the front kept so far only (whatever
+    dominates it, a kept point dominates too): O(n x front), not O(n^2); one objective is a minimum."""
+    if len(losses) == 0:
+        return np.ones(0, dtype=bool)
+    if losses.shape[1] == 1:
+        return losses[:, 0] == losses[:, 0].min()
+    keep = np.zeros(len(losses), dtype=bool)
+    front: list[int] = []
+    for i in np.lexsort(losses.T[::-1]):
+        point = losses[i]
+        if front:
+            kept = losses[front]
+            if (np.all(kept <= point, axis=1) & np.any(kept < point, axis=1)).any():
+                continue
+        keep[i] = True
+        front.append(int(i))
     return keep
 
 

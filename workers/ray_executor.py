@@ -265,13 +265,20 @@ class RayExecutor(Executor):
         if not ready:
             return []
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
-        # Results of one trial must be handled in call order (setup before its first epoch).
-        order = {ref: i for i, ref in enumerate(refs)}
+        # Results of one trial are handled in call order (setup before its first epoch), and only
+        # once every earlier call of the trial is in: Ray may see a later call's result first, and
+        # a step skipped after a failure must never stand for the failure itself.
+        done = set(ready)
+        waiting: set[int] = set()
         events = []
-        for ref in sorted(ready, key=order.__getitem__):
+        for ref in refs:
             if ref not in self._pending:
                 continue  # dropped by an earlier event of this batch
-            trial_id, call = self._pending.pop(ref)
+            trial_id, call = self._pending[ref]
+            if trial_id in waiting or ref not in done:
+                waiting.add(trial_id)
+                continue
+            del self._pending[ref]
             event = self._collect(trial_id, call, ref)
             events.append(event)
             if event.kind == "error":

@@ -18,7 +18,7 @@ from search_spaces.datasets import get_dataset
 from ..errors import InvalidRequestError
 from ..jobs.artifacts import ArtifactStore
 from ..jobs.spec import JobCreate, JobExtension
-from ..store import Job, JobStatus, Store, Trial, lifecycle, queries, utcnow
+from ..store import Job, JobStatus, Store, Trial, TrialState, lifecycle, queries, utcnow
 from .deps import Caller, ManagerDep, ReadAccess, SettingsDep, StoreDep, WriteAccess, WriterDep
 from .deps import check_dataset_files, check_owner
 from .errors import responses
@@ -41,7 +41,7 @@ def job_view(store: Store, job_id: int) -> JobPublic:
 def shown_trials(session: Session, jobs: list[Job]) -> dict[int, list[Trial]]:
     """Per job, the complete trials its view shows (the best and the non-dominated ones), ranked
     on their values alone and only then loaded whole: a job may hold 100,000 trials."""
-    results = queries.complete_results(session, [job.job_id for job in jobs])
+    results = queries.trial_outcomes(session, [job.job_id for job in jobs], state=TrialState.COMPLETE)
     wanted: dict[int, list[int]] = {}
     for job in jobs:
         best, front = best_trials(job, results[job.job_id])

@@ -42,11 +42,11 @@ def _trial(trial: Trial, objectives: Sequence[dict[str, Any]]) -> dict[str, Any]
 
 
 def job_summary(
-    job: Job, trials: Sequence[Any], *, top: int, budget: int, load: Callable[[list[int]], dict[int, Trial]] | None = None
+    job: Job, trials: Sequence[Any], *, top: int, budget: int, load: Callable[[list[int]], dict[int, Trial]]
 ) -> dict[str, Any]:
     """The summary, at most ``budget`` characters of JSON: items are dropped from the end of the
-    lists (the worst first) until it fits, and ``truncated`` says how many went. ``trials`` may be
-    bare rows (``queries.trial_outcomes``); ``load`` then reads the few listed ones whole."""
+    lists (the worst first) until it fits, and ``truncated`` says how many went. ``trials`` are bare
+    rows (``queries.trial_outcomes``); ``load`` reads the few listed ones whole."""
     objectives = job.spec.get("objectives") or [{"metric": f"val_{job.metric}", "direction": "maximize"}]
     states = Counter(t.state for t in trials)
     complete = counted_results([t for t in trials if t.state == TrialState.COMPLETE])
@@ -58,7 +58,7 @@ def job_summary(
         ranked = sorted(front, key=lambda t: t.number)
     failures = Counter(_failure_kind(t.error) for t in trials if t.state == TrialState.FAILED)
     listed = ranked[:top]
-    loaded = load([t.trial_id for t in listed]) if load is not None else {t.trial_id: t for t in listed}
+    loaded = load([t.trial_id for t in listed])
     summary: dict[str, Any] = {
         "job": {
             "id": job.job_id,
@@ -100,5 +100,5 @@ def get_summary(
     characters (``truncated`` counts what was left out)."""
     with store.read() as session:
         job = queries.get_job(session, job_id)
-        outcomes = queries.trial_outcomes(session, job_id)
+        outcomes = queries.trial_outcomes(session, [job_id])[job_id]
         return job_summary(job, outcomes, top=top, budget=budget, load=lambda ids: queries.trials_by_id(session, ids))

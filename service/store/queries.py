@@ -17,7 +17,6 @@ from ..errors import ConflictError, NotFoundError
 from .models import Architecture, Job, JobStatus, Source, Trial, TrialState, utcnow
 
 __all__ = [
-    "complete_results",
     "complete_trials",
     "create_job",
     "find_architecture",
@@ -145,34 +144,21 @@ def complete_trials(session: Session, job_ids: Sequence[int]) -> dict[int, list[
     return grouped
 
 
-def complete_results(session: Session, job_ids: Sequence[int]) -> dict[int, list[Any]]:
-    """Per job, its complete trials as bare rows (``trial_id``, ``number``, ``state``, ``values``,
-    ``duplicate_of_trial_id``, ``cache_hit``): what ranking them needs, without loading trials,
-    architectures and epochs (a job may hold 100,000 trials)."""
-    rows = session.execute(
-        select(Trial.job_id, Trial.trial_id, Trial.number, Trial.state, Trial.values, Trial.duplicate_of_trial_id,
-               Trial.cache_hit)  # fmt: skip
-        .where(Trial.job_id.in_(list(job_ids)), Trial.state == TrialState.COMPLETE)
-        .order_by(Trial.job_id, Trial.number)
-    ).all()
+def trial_outcomes(session: Session, job_ids: Sequence[int], *, state: str | None = None) -> dict[int, list[Any]]:
+    """Per job, its trials (those in ``state``, if given) as bare rows in number order: ``trial_id``,
+    ``number``, ``state``, ``values``, ``duplicate_of_trial_id``, ``cache_hit`` and the start of
+    its ``error`` (300 characters): how they ended and what ranking them needs, without loading
+    trials, architectures and epochs (a job may hold 100,000 trials)."""
+    query = select(
+        Trial.job_id, Trial.trial_id, Trial.number, Trial.state, Trial.values, Trial.duplicate_of_trial_id,
+        Trial.cache_hit, func.substr(Trial.error, 1, 300).label("error"),
+    ).where(Trial.job_id.in_(list(job_ids)))
+    if state is not None:
+        query = query.where(Trial.state == state)
     grouped: dict[int, list[Any]] = {job_id: [] for job_id in job_ids}
-    for row in rows:
+    for row in session.execute(query.order_by(Trial.job_id, Trial.number)):
         grouped[row.job_id].append(row)
     return grouped
-
-
-def trial_outcomes(session: Session, job_id: int) -> list[Any]:
-    """Every trial of the job as a bare row: ``trial_id``, ``number``, ``state``, ``values``,
-    ``duplicate_of_trial_id``, ``cache_hit`` and the start of its ``error`` (300 characters): how
-    the trials ended, without loading them whole."""
-    return list(
-        session.execute(
-            select(Trial.trial_id, Trial.number, Trial.state, Trial.values, Trial.duplicate_of_trial_id,
-                   Trial.cache_hit, func.substr(Trial.error, 1, 300).label("error"))  # fmt: skip
-            .where(Trial.job_id == job_id)
-            .order_by(Trial.number)
-        ).all()
-    )
 
 
 def trials_by_id(session: Session, trial_ids: Iterable[int]) -> dict[int, Trial]:

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.service.server import free_port
+from tests.service.server import free_port, terminate
 
 HEAD_IP, WORKER_IP = "127.0.0.2", "127.0.0.3"
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -86,12 +86,7 @@ class RayNode:
         if self.process.poll() is not None:
             return
         below = _descendants(pid)
-        self.process.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process, timeout)
         try:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:

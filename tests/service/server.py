@@ -24,6 +24,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM ``process`` and wait for it; SIGKILL it if it is still there after ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class Server:
     """``cellar migrate`` then ``cellar serve`` on a free loopback port, with its own local Ray."""
 
@@ -76,12 +86,7 @@ class Server:
     def stop(self, timeout: float = 60) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process, timeout)
 
     def kill(self) -> None:
         """SIGKILL the server and every process of its session (the local Ray it started): a crash

@@ -28,13 +28,15 @@ from ray.exceptions import RayActorError, RayTaskError, TaskCancelledError  # no
 from .executor import Executor, ExecutorError, ExecutorEvent, TrialResources  # noqa: E402
 from .protocol import CLEAN_ERRORS, TrialError, TrialPayload  # noqa: E402
 
-__all__ = ["RayExecutor"]
+__all__ = ["PRELOAD_MODULE", "RayExecutor"]
 
 log = logging.getLogger(__name__)
 
 _TRACEBACK_LIMIT = 6000
 #: how long the local Ray's processes get to exit after ray.shutdown() before they are killed
 _REAP_TIMEOUT_S = 5.0
+#: imported by every worker process of the local Ray before it takes work (see workers/preload.py)
+PRELOAD_MODULE = "workers.preload"
 
 
 class _TrialActor:
@@ -132,6 +134,9 @@ class RayExecutor(Executor):
                     object_store_memory=self._object_store_mb * 1024 * 1024,
                     include_dashboard=False,
                     log_to_driver=False,
+                    # Ray starts a worker per CPU as the driver connects: they import torch
+                    # while the server waits for its first job, not inside its first trial
+                    _system_config={"preload_python_modules": [PRELOAD_MODULE]},
                 )
         except Exception as error:  # Ray raises many types here; all mean "no cluster"
             if self.address:

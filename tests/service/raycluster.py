@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tests.service.server import free_port, terminate
+from workers.ray_executor import PRELOAD_MODULE
 
 HEAD_IP, WORKER_IP = "127.0.0.2", "127.0.0.3"
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -67,7 +68,9 @@ class RayNode:
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
                 [str(ray_cli), "start", "--block", "--disable-usage-stats", *args],
-                env={**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, **RAY_ENV},
+                # its workers import torch as they start, as the service's own local Ray's do
+                env={**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, **RAY_ENV,
+                     "RAY_preload_python_modules": PRELOAD_MODULE},  # fmt: skip
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: signals to the test never reach it

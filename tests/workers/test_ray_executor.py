@@ -46,6 +46,20 @@ def drive(ex: RayExecutor, epochs: dict[int, int], timeout: float = 120) -> list
     return events
 
 
+def test_the_local_ray_s_workers_import_torch_before_their_first_trial(executor: RayExecutor) -> None:
+    # Ray starts a worker per CPU as the driver connects; each imports the trial runner while it
+    # waits (workers/preload.py), so that a job's first trial does not pay for torch
+    import ray
+
+    @ray.remote(num_cpus=1)
+    def imported() -> tuple[bool, bool]:
+        import sys
+
+        return "workers.preload" in sys.modules, "torch" in sys.modules
+
+    assert ray.get(imported.remote(), timeout=60) == (True, True)
+
+
 def test_two_slots_run_two_trials_in_order(executor: RayExecutor) -> None:
     executor.open_job(1, 2, TrialResources(cpus=1))
     assert executor.free_slots(1) == 2

@@ -70,6 +70,8 @@ class JobManager:
         #: this server's name on the leases of the jobs it runs
         self.owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._renewed = 0.0
+        #: when the queue and the cancel flags were last read
+        self._looked = 0.0
         self._told_waiting: set[tuple[int, str]] = set()
         self._holders_checked = 0.0
         self.state = "starting"
@@ -159,16 +161,23 @@ class JobManager:
         """One round: start jobs, handle the workers' reports, then apply cancels and limits and
         start new trials. Reports come first, so a cancel never discards a result already in."""
         self._renew_leases()
-        self._adopt()
+        # the queue and the cancel flags are read once per poll interval (or when woken), not on
+        # every report: a trial sends three, and each read is a query on the manager's path
+        look = self._wake.is_set() or time.monotonic() - self._looked >= self.settings.poll_interval_s
+        if look:
+            self._wake.clear()
+            self._looked = time.monotonic()
+            self._adopt()
         if any(runner.running for runner in self.runners.values()):
             self._handle_events(self.executor.poll(self.settings.poll_interval_s))
         elif self._retry:
             self._handle_events([])
         else:
             self._wake.wait(self.settings.poll_interval_s)
-            self._wake.clear()
-        with self.store.read() as session:
-            cancels = leases.cancel_flags(session, list(self.runners))
+        cancels: dict[int, bool] = {}
+        if look:
+            with self.store.read() as session:
+                cancels = leases.cancel_flags(session, list(self.runners))
         for job_id, runner in list(self.runners.items()):
             if not runner.done:
                 self._guard(runner, runner.advance, cancels.get(job_id, False))

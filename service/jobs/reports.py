@@ -189,7 +189,7 @@ class TrialReports:
         if dedup is not None:
             self.runner.note_result(dedup, running.trial_id, running.number)
         if self.runner.weights is not None:
-            self.runner.weights.retain()
+            self.runner.weights.retain(running.number, values)
         self._settled = True
         self.runner.gate.record(running.number, OptunaState.COMPLETE, values)
 

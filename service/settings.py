@@ -78,6 +78,13 @@ class Settings(BaseSettings):
         None, ge=1, description="CPUs of the local Ray (default: all of this machine's)"
     )
     ray_num_gpus: int | None = Field(None, ge=0, description="GPUs of the local Ray (default: detected)")
+    worker_nice: int = Field(
+        15,
+        ge=0,
+        le=19,
+        description="the least niceness of a submitted model's sandbox (Ray starts its own workers at 15): the "
+        "server, its job manager and its API keep the CPU they need when models train on the server's machine",
+    )
     ray_object_store_mb: int = Field(
         256, ge=80, description="object store memory of the local Ray, MiB (Ray's own default is 30% of RAM)"
     )

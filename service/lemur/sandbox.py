@@ -40,6 +40,8 @@ class SandboxLimits:
     file_mb: int = 64
     #: the server's files the code must not read (``Settings.private_paths``)
     private_paths: tuple[str, ...] = ()
+    #: the sandbox's least niceness (``Settings.worker_nice``; in a Ray worker it keeps the worker's, if higher)
+    nice: int = 0
 
 
 @dataclass
@@ -135,6 +137,8 @@ def run_in_sandbox(
             )
         finally:
             os.close(write_fd)
+        if limits.nice > os.getpriority(os.PRIO_PROCESS, 0):  # it has read none of the model's code yet
+            os.setpriority(os.PRIO_PROCESS, process.pid, limits.nice)
         try:
             assert process.stdin is not None
             process.stdin.write(json.dumps(job).encode())

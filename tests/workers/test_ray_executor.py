@@ -7,6 +7,7 @@ import signal
 import time
 from collections.abc import Iterator
 
+import psutil
 import pytest
 
 from tests.workers.test_runner import ALL_NONE, RESNET, payload
@@ -67,6 +68,10 @@ def test_two_slots_run_two_trials_in_order(executor: RayExecutor) -> None:
     executor.start_trial(1, payload(ALL_NONE, trial_id=12, epochs=2))
     assert executor.free_slots(1) == 0
     events = drive(executor, {11: 2, 12: 2})
+    # Ray starts its workers below the driver's priority (its worker_niceness, 15): the API server
+    # and its job manager keep the CPU they need when trials fill every core
+    pids = {int(e.data["worker"].rsplit(":", 1)[1]) for e in events if e.kind == "setup"}
+    assert len(pids) == 2 and all(psutil.Process(pid).nice() >= os.nice(0) + 10 for pid in pids)
     for trial_id in (11, 12):
         kinds = [(e.kind, e.data.get("epoch")) for e in events if e.trial_id == trial_id]
         assert kinds == [("setup", None), ("epoch", 1), ("epoch", 2), ("final", None)]

@@ -185,6 +185,12 @@ def test_the_model_has_a_private_directory_to_write_in(server: Server) -> None:
     assert result["status"] == "ok", result["failure"]
 
 
+def test_the_model_trains_below_the_server_s_priority(server: Server) -> None:
+    # the sandbox runs at CELLAR_WORKER_NICE (15, as Ray's own workers): the API keeps its CPU
+    result = submit(server, nn_code=in_learn("import os\nassert os.nice(0) == 15, os.nice(0)"), prm={**PRM, "epoch": 1}).json()
+    assert result["status"] == "ok", result["failure"]
+
+
 def _sandbox_processes() -> list[str]:
     """Processes on this machine that belong to a model sandbox (HOME=<tmp>/cellar-model-*)."""
     found = []

@@ -1,7 +1,8 @@
 """Throughput with 1 and with 2 trials at a time on this machine: the same job (K random NB-201
 cells on digits, the same seed, so the same cells) through a real ``cellar serve`` with
 ``parallelism`` 1, then 2, side by side in one run; trials per minute and the ratio (goal: 1.8 or
-more on 2 cores). Each trial is one torch thread, so 2 at a time can use both cores.
+more on 2 cores). Each trial is one torch thread, so 2 at a time can use both cores. Each job is
+sent once its server has been up ``--warm-s`` seconds, its workers warm (``overhead.py``).
 
 With ``--two-nodes`` it then runs the job 2 at a time once more on a two-node Ray cluster on this
 machine (``ray start`` head on 127.0.0.2 and a second node on 127.0.0.3, one CPU each, joined by
@@ -33,18 +34,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2, help="epochs per trial (default 2)")
     parser.add_argument("--parallelism", default="1,2", help="trials at a time to compare; the first is the baseline")
     parser.add_argument("--two-nodes", action="store_true", help="also 2 at a time on a two-node Ray cluster")
+    parser.add_argument("--warm-s", type=float, default=10.0,
+                        help="seconds between the server's first answer and the job (default 10; see overhead.py)")  # fmt: skip
     args = parser.parse_args(argv)
     counts = [int(c) for c in args.parallelism.split(",")]
     rows = []
     for count in counts:
-        wall, trained, job = through_service(args.trials, args.epochs, count)
+        wall, trained, job = through_service(args.trials, args.epochs, count, warm_s=args.warm_s)
         first = breakdown(job, trained)["first trial"]
         rows.append((str(count), len(trained), wall, 60 * len(trained) / wall, first))
     if args.two_nodes:
         from tests.service.raycluster import RAY_ENV, two_nodes
 
         with tempfile.TemporaryDirectory(prefix="cellar-nodes-") as logs, two_nodes(Path(logs)) as (address, _):
-            wall, trained, job = through_service(args.trials, args.epochs, 2, CELLAR_RAY_ADDRESS=address, **RAY_ENV)
+            wall, trained, job = through_service(
+                args.trials, args.epochs, 2, warm_s=args.warm_s, CELLAR_RAY_ADDRESS=address, **RAY_ENV
+            )
         first = breakdown(job, trained)["first trial"]
         rows.append(("2, 2 nodes", len(trained), wall, 60 * len(trained) / wall, first))
     base = rows[0][3]

@@ -3,9 +3,10 @@ trainings in a bare loop, side by side in one run.
 
 Service: a real ``cellar serve`` (SQLite store in a temporary folder, local Ray with 2 CPUs) runs
 one job of K random NB-201 cells on digits (``parallelism`` at a time, one thread per trial, no
-result cache). Its wall time, from the sending of ``POST /v1/jobs`` to the job's end as the store records it (the client polls
-every 0.5 s and reads that end), holds everything Cellar adds: HTTP, the job manager, Optuna's ask
-and tell, the store writes, Ray's scheduling and the worker's reports.
+result cache). Its wall time, from the sending of ``POST /v1/jobs`` to the job's end as the store
+records it (the client polls every 0.5 s and reads that end), holds everything Cellar adds: HTTP,
+the job manager, Optuna's ask and tell, the store writes, Ray's scheduling, the worker's reports and
+the weights it keeps (``keep_weights``, on by default).
 
 The job is submitted once the server has been up ``--warm-s`` seconds (10 by default; 0 measures a
 job sent the moment the server answers): the local Ray's idle workers import torch and the trial
@@ -19,7 +20,9 @@ trial's CPUs, the same modules imported first): set-up, the epochs, the test spl
 ``parallelism`` above 1 the bare loop's time is divided by it, the best any scheduler could do on
 free cores.
 
-Printed: both wall times, their ratio, and Cellar's milliseconds per trial ((service - bare) / K).
+Both run ``--repeat`` times (3), each service run on a fresh server, the bare loop right after it.
+Printed per run: both wall times, their ratio, Cellar's milliseconds per trial ((service - bare) /
+K) and the first trial's seconds; then the median run's breakdown from the stored timestamps.
 Anchors from elsewhere: Ray Tune adds about 140 ms per trial (10,000 one-second trials on 16 CPUs:
 715 s against 625 s); Optuna's RDB storage about 120 ms per trial on MySQL.
 
@@ -104,8 +107,7 @@ def breakdown(job: dict[str, Any], trials: list[dict[str, Any]]) -> dict[str, fl
 def bare_loop(trials: list[dict[str, Any]], epochs: int) -> float:
     """Seconds to train the same trials with Cellar's trial runner, no service, in a fresh process
     set up as a Ray worker is (one OpenMP thread per CPU of the trial, torch imported first): in
-    this process, numpy's and torch's thread pools, sized for the whole machine, slow one-thread
-    training by about 15 %."""
+    this process, without ``OMP_NUM_THREADS``, the same loop ran 10-15 % slower here."""
     with tempfile.TemporaryDirectory(prefix="cellar-bare-") as tmp:
         path = Path(tmp) / "trials.json"
         path.write_text(json.dumps({"trials": trials, "epochs": epochs}))

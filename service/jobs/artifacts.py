@@ -117,11 +117,11 @@ class KeptWeights:
         not at every completion: a trial only competes with the current candidates."""
         if self._judged is None:
             with self.store.read() as session:
-                trained: list[_Scored] = list(runs.trained_results(session, self.job_id))
+                trained = [_Judged(t.number, t.values) for t in runs.trained_results(session, self.job_id)]
             self._judged = {t.number for t in trained}
         else:
             trained = [*self._candidates, _Judged(number, values)]
         self._judged.add(number)
-        self._candidates = [_Judged(t.number, t.values) for t in _candidates(self.directions, self.keep, trained)]
+        self._candidates = _candidates(self.directions, self.keep, trained)
         kept = kept_numbers(self.directions, self.keep, self._candidates)
         return self.artifacts.keep_only(self.job_id, kept, judged=self._judged)

@@ -78,7 +78,7 @@ class Settings(BaseSettings):
         None, ge=1, description="CPUs of the local Ray (default: all of this machine's)"
     )
     ray_num_gpus: int | None = Field(None, ge=0, description="GPUs of the local Ray (default: detected)")
-    worker_nice: int = Field(
+    model_nice: int = Field(
         15,
         ge=0,
         le=19,

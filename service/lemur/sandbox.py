@@ -40,7 +40,7 @@ class SandboxLimits:
     file_mb: int = 64
     #: the server's files the code must not read (``Settings.private_paths``)
     private_paths: tuple[str, ...] = ()
-    #: the sandbox's least niceness (``Settings.worker_nice``; in a Ray worker it keeps the worker's, if higher)
+    #: the sandbox's least niceness (``Settings.model_nice``; in a Ray worker it keeps the worker's, if higher)
     nice: int = 0
 
 

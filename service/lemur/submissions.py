@@ -161,7 +161,7 @@ class ModelChecker:
             epoch_timeout_s=submission.epoch_limit_minutes * 60.0,
             file_mb=self.settings.model_file_mb,
             private_paths=self.settings.private_paths(),
-            nice=self.settings.worker_nice,
+            nice=self.settings.model_nice,
         )
         key = _cache_key(submission, info.num_samples)
         return Prepared(submission, name, key, list(info.out_shape), payload, limits)

@@ -186,7 +186,7 @@ def test_the_model_has_a_private_directory_to_write_in(server: Server) -> None:
 
 
 def test_the_model_trains_below_the_server_s_priority(server: Server) -> None:
-    # the sandbox runs at CELLAR_WORKER_NICE (15, as Ray's own workers): the API keeps its CPU
+    # the sandbox runs at CELLAR_MODEL_NICE (15, as Ray's own workers): the API keeps its CPU
     result = submit(server, nn_code=in_learn("import os\nassert os.nice(0) == 15, os.nice(0)"), prm={**PRM, "epoch": 1}).json()
     assert result["status"] == "ok", result["failure"]
 

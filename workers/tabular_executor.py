@@ -55,10 +55,22 @@ class CellResult:
     flops: int | None
     latency_ms: float | None
     epochs: tuple[EpochResult, ...]
-    test_metric: float
+    #: None where the table's source holds no test metric
+    test_metric: float | None
     train_seconds: float
     #: the encoding that was trained for these results (an isomorphic twin, or the cell itself)
     original: str | None = None
+    #: the final validation metric per training seed (a source that trained several); the curve
+    #: holds their mean, a job reads seed ``training.seed mod len``
+    seed_metrics: tuple[float, ...] | None = None
+
+    def seeded(self, seed: int) -> tuple[EpochResult, ...]:
+        """The curve a job trained with ``seed`` sees: the seed's own final validation metric."""
+        if not self.seed_metrics:
+            return self.epochs
+        last = self.epochs[-1]
+        value = self.seed_metrics[seed % len(self.seed_metrics)]
+        return (*self.epochs[:-1], EpochResult(last.epoch, last.loss, last.val_loss, value, last.elapsed_seconds))
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,15 @@ class ResultsTable:
     #: the split the cells were trained on: ``fractions``, ``seed``, ``sizes``, ``sha256``
     split: dict[str, Any] | None
     results: Mapping[str, CellResult] = field(repr=False)
+    #: the cells' curves hold only the last epoch, ``epochs`` (a source without per-epoch results)
+    final_only: bool = False
+    #: a third-party benchmark's table: where its numbers come from; None for a table Cellar trained
+    source: Mapping[str, Any] | None = None
+
+    @property
+    def seeds(self) -> int:
+        """Training seeds per cell: 1, or the most a source's cell holds."""
+        return max((len(r.seed_metrics or ()) for r in self.results.values()), default=0) or 1
 
     def describe(self) -> str:
         params = ",".join(f"{k}={v}" for k, v in sorted(self.space_params.items()))
@@ -93,6 +114,7 @@ class _Trial:
     job_id: int
     slot: int
     result: CellResult | None
+    curve: tuple[EpochResult, ...] = ()
     epochs_started: int = 0
 
 
@@ -149,7 +171,8 @@ class TabularExecutor(Executor):
         index = slots.index(None)
         slots[index] = payload.trial_id
         result = self.table.results.get(payload.arch) if payload.arch is not None else None
-        trial = self._trials[payload.trial_id] = _Trial(job_id, index, result)
+        curve = result.seeded(payload.seed) if result is not None else ()
+        trial = self._trials[payload.trial_id] = _Trial(job_id, index, result, curve)
         self.calls += 1
         problem = self._refusal(payload, result)
         if problem is not None:
@@ -216,7 +239,7 @@ class TabularExecutor(Executor):
     def _start_epoch(self, trial_id: int, trial: _Trial, *, after: float = 0.0) -> None:
         assert trial.result is not None
         self.calls += 1
-        curve = trial.result.epochs
+        curve = trial.curve
         index = trial.epochs_started
         trial.epochs_started += 1
         if index >= len(curve):
@@ -264,7 +287,7 @@ class TabularExecutor(Executor):
             for key, value in table.prm.items()
             if key not in _PROTOCOL_IGNORED and payload.prm.get(key) != value
         ]
-        if payload.seed != table.seed or payload.split_seed != table.seed:
+        if table.source is None and (payload.seed != table.seed or payload.split_seed != table.seed):
             differ.append(f"seed={payload.seed} (table: {table.seed}; set training.seed to {table.seed})")
         fractions = (table.split or {}).get("fractions")
         if fractions is not None and list(payload.split_fractions) != list(fractions):

@@ -106,7 +106,7 @@ def table_summaries(session: Session) -> list[tuple[TabularTable, list[tuple[str
     return out
 
 
-_HEADER_FIELDS = ("search_space", "space_params", "dataset", "metric", "epochs", "seed", "training")
+_HEADER_FIELDS = ("search_space", "space_params", "dataset", "metric", "epochs", "seed", "training", "final_only")
 #: derived from ``arch`` by this Cellar's identity hash, whose form may change between versions:
 #: not a result, so a row that differs only there is the same row
 _DERIVED = frozenset({"dedup_hash"})
@@ -114,6 +114,8 @@ _DERIVED = frozenset({"dedup_hash"})
 
 def _header_value(table: TabularTable, name: str) -> Any:
     value = getattr(table, name)
+    if name == "final_only":  # None on a header not yet flushed: the column's default
+        return bool(value)
     if name == "space_params":  # through this Cellar's parameter model, defaults filled in
         try:
             return get_search_space(table.search_space, value).params_dict()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .models import Base, utcnow
@@ -38,6 +38,11 @@ class TabularTable(Base):
     cellar_version: Mapped[str] = mapped_column(String(32))
     #: where the rows came from: ``build`` (this store's job) or the file they were imported from
     origin: Mapped[str] = mapped_column(Text)
+    #: a third-party benchmark's table: the package, version and file the numbers were read from,
+    #: what the source holds and leaves out (``service.tabular.sources``); None for Cellar's own
+    source: Mapped[dict[str, Any] | None]
+    #: the cells' curves hold only the last epoch (the source recorded no per-epoch results)
+    final_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -64,7 +69,13 @@ class TabularResult(Base):
     #: per epoch: ``{"epoch", "loss", "val_loss", "val_metric", "elapsed_seconds"}`` (cumulative
     #: training seconds), epochs counting from 1
     curve: Mapped[list[Any]]
-    test_metric: Mapped[float] = mapped_column(Float)
+    #: None where the source holds no test metric
+    test_metric: Mapped[float | None] = mapped_column(Float)
     train_seconds: Mapped[float] = mapped_column(Float)
+    #: the final validation metric of each training seed, where the source trained several; a job
+    #: with ``training.seed`` s reads seed ``s mod len``, the curve holds their mean
+    seed_metrics: Mapped[list[Any] | None]
+    #: source-specific values of the cell (e.g. the source's own parameter count)
+    extra: Mapped[dict[str, Any] | None]
 
     __table_args__ = (UniqueConstraint("table_name", "arch"),)

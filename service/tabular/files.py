@@ -26,7 +26,8 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "export_table", "import_table"]
 
 #: the ``format`` of an exported table's header record
 FORMAT = "cellar-results-table"
-FORMAT_VERSION = 1
+#: 2 adds ``source`` and ``final_only`` to the header and ``seed_metrics`` and ``extra`` to the rows
+FORMAT_VERSION = 2
 
 
 class _Header(BaseModel):
@@ -44,6 +45,8 @@ class _Header(BaseModel):
     training: dict[str, Any]
     cellar_version: str
     cells: int = Field(ge=0)
+    source: dict[str, Any] | None = None
+    final_only: bool = False
 
 
 class _Epoch(BaseModel):
@@ -66,8 +69,10 @@ class _Row(BaseModel):
     flops: int | None = Field(ge=0)
     latency_ms: float | None
     curve: list[_Epoch] = Field(min_length=1)
-    test_metric: float
+    test_metric: float | None
     train_seconds: float = Field(ge=0)
+    seed_metrics: list[float] | None = None
+    extra: dict[str, Any] | None = None
 
 
 def _create(path: Path, compression: str) -> Any:
@@ -112,6 +117,8 @@ def export_table(store: Store, name: str, out: Path) -> int:
         "exported_by": __version__,
         "cells": len(rows),
         "unique": len({r.original for r in rows}),
+        "source": table.source,
+        "final_only": table.final_only,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".part")  # compressed by out's suffix; renamed once complete
@@ -128,6 +135,8 @@ def export_table(store: Store, name: str, out: Path) -> int:
                 "curve": r.curve,
                 "test_metric": r.test_metric,
                 "train_seconds": r.train_seconds,
+                "seed_metrics": r.seed_metrics,
+                "extra": r.extra,
             }
             handle.write(json.dumps(record, separators=(",", ":")) + "\n")
     tmp.replace(out)
@@ -195,10 +204,10 @@ def _read(path: Path) -> tuple[_Header, list[dict[str, Any]]]:
                     raise TabularTableError(f"{where}: arch {row.arch!r} is not canonical ({canonical!r})")
                 if row.arch in seen:
                     raise TabularTableError(f"{where}: arch {row.arch} appears twice")
-                if len(row.curve) != header.epochs or [e.epoch for e in row.curve] != list(range(1, header.epochs + 1)):
-                    raise TabularTableError(
-                        f"{where}: curve: expected epochs 1..{header.epochs}, got {[e.epoch for e in row.curve]}"
-                    )
+                expected = [header.epochs] if header.final_only else list(range(1, header.epochs + 1))
+                if [e.epoch for e in row.curve] != expected:
+                    shown = f"epoch {header.epochs} only" if header.final_only else f"epochs 1..{header.epochs}"
+                    raise TabularTableError(f"{where}: curve: expected {shown}, got {[e.epoch for e in row.curve]}")
                 seen.add(row.arch)
                 rows.append(row.model_dump())
     except (EOFError, lzma.LZMAError, gzip.BadGzipFile, UnicodeDecodeError, OSError) as error:
@@ -229,6 +238,8 @@ def import_table(store: Store, path: Path, *, name: str | None = None) -> tuple[
         training=header.training,
         cellar_version=header.cellar_version,
         origin=f"import: {path.name}",
+        source=header.source,
+        final_only=header.final_only,
     )
     added = merge_rows(store, table, rows)
     return table.name, len(rows), added

@@ -34,7 +34,7 @@ def list_tables(store: Store) -> list[dict[str, Any]]:
         summaries = tables.table_summaries(session)
     out = []
     for table, results in summaries:
-        metrics = [m for _, m in results]
+        metrics = [m for _, m in results if m is not None]
         out.append(
             {
                 "name": table.name,
@@ -48,6 +48,7 @@ def list_tables(store: Store) -> list[dict[str, Any]]:
                 "best_test": max(metrics) if metrics else None,
                 "median_test": statistics.median(metrics) if metrics else None,
                 "origin": table.origin,
+                "source": table.source,
             }
         )
     return out
@@ -73,6 +74,7 @@ def load_table(store: Store, name: str) -> ResultsTable:
             test_metric=row.test_metric,
             train_seconds=row.train_seconds,
             original=row.original,
+            seed_metrics=tuple(row.seed_metrics) if row.seed_metrics else None,
         )
         for row in rows
     }
@@ -87,4 +89,6 @@ def load_table(store: Store, name: str) -> ResultsTable:
         prm=dict(table.training.get("prm", {})),
         split=table.training.get("split"),
         results=results,
+        final_only=table.final_only,
+        source=table.source,
     )

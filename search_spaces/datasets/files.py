@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import DatasetFileError, DatasetUnavailableError
 from ._base import ArrayData, Dataset, DatasetInfo, GraphData, GraphSetData
 
-__all__ = ["Cifar10", "Cifar100", "FileDataset", "Mnist", "Planetoid", "TUDataset"]
+__all__ = ["Cifar10", "Cifar100", "FileDataset", "ImageNet16", "Mnist", "OgbnArxiv", "Planetoid", "TUDataset"]
 
 
 class FileDataset(Dataset):
@@ -165,6 +165,34 @@ class Cifar100(_Cifar):
     )
 
 
+class ImageNet16(_Cifar):
+    """Downsampled ImageNet at 16x16 (Chrabaszcz et al., 2017) as NAS-Bench-201 uses it: its python
+    pickle batches, keeping the first 120 classes (ImageNet16-120)."""
+
+    folder = "ImageNet16"
+    parts = (*(f"train_data_batch_{i}" for i in range(1, 11)), "val_data")
+    label_key = "labels"
+    classes: ClassVar[int] = 120
+    layout = "ImageNet16/{train_data_batch_1..10,val_data} (the downsampled ImageNet 16x16 pickles, as NAS-Bench-201 reads them)"
+    info = DatasetInfo(
+        name="imagenet16-120",
+        task="img-classification",
+        metric="acc",
+        in_shape=(3, 16, 16),
+        out_shape=(120,),
+        source="file",
+        norm=((0.4811, 0.4575, 0.4078), (0.2471, 0.2406, 0.2563)),
+        description="ImageNet16-120: downsampled ImageNet at 16x16, its first 120 classes (NAS-Bench-201's third dataset)",
+    )
+
+    def _read(self, root: Path) -> ArrayData:
+        batches = self._batches(root)
+        x = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches]).reshape(-1, 3, 16, 16)
+        y = np.concatenate([np.asarray(b[self.label_key], dtype=np.int64) for b in batches])  # 1..1000
+        keep = (y >= 1) & (y <= self.classes)
+        return ArrayData(x=x[keep].astype(np.float32) / 255.0, y=y[keep] - 1)
+
+
 # ---- MNIST (IDX files) ------------------------------------------------------------------------
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file (unsigned bytes): a 4-byte magic with the number of dimensions, the sizes as
@@ -281,6 +309,53 @@ def _planetoid(name: str, folder: str, nodes: int, features: int, classes: int) 
 Cora = _planetoid("cora", "Cora", 2708, 1433, 7)
 CiteSeer = _planetoid("citeseer", "CiteSeer", 3327, 3703, 6)
 PubMed = _planetoid("pubmed", "PubMed", 19717, 500, 3)
+
+
+# ---- OGB node property prediction (its raw CSV files) -----------------------------------------------
+def _read_csv(path: Path, dtype: type) -> np.ndarray:
+    """An OGB raw table: comma-separated numbers, one row per line, no header (gzipped as OGB ships it)."""
+    try:
+        with _open(path) as handle:
+            return np.loadtxt(handle, delimiter=",", dtype=dtype, ndmin=2)
+    except ValueError as error:
+        raise DatasetFileError(f"{path}: not an OGB raw CSV table of numbers: {error}") from None
+
+
+class OgbnArxiv(FileDataset):
+    """ogbn-arxiv (Hu et al., 2020) from OGB's raw files: the citation graph of 169,343 arXiv CS
+    papers, 128-dimensional word-embedding features, 40 subject areas. Edges are made undirected, as
+    OGB's examples and NAS-Bench-Graph use the graph."""
+
+    parts = ("edge.csv.gz", "node-feat.csv.gz", "node-label.csv.gz")
+    layout = "ogbn_arxiv/raw/{edge,node-feat,node-label}.csv.gz (OGB's NodePropPredDataset download)"
+    info = DatasetInfo(
+        name="ogbn-arxiv",
+        task="node-classification",
+        metric="acc",
+        in_shape=(128,),
+        out_shape=(40,),
+        num_samples=169_343,
+        source="file",
+        transform="echo",
+        description="ogbn-arxiv citation graph from OGB's raw files (169,343 nodes, 40 classes; split by Cellar)",
+    )
+
+    def required(self, root: Path) -> list[Path]:
+        return [root / "ogbn_arxiv" / "raw" / part.removesuffix(".gz") for part in self.parts]
+
+    def _read(self, root: Path) -> GraphData:
+        raw = root / "ogbn_arxiv" / "raw"
+        edges = _read_csv(raw / "edge.csv", np.int64)
+        x = _read_csv(raw / "node-feat.csv", np.float32)
+        y = _read_csv(raw / "node-label.csv", np.int64)[:, 0]
+        if edges.shape[1] != 2:
+            raise DatasetFileError(f"{raw / 'edge.csv'}: expected two columns (source, target), got {edges.shape[1]}")
+        pairs = np.concatenate([edges, edges[:, ::-1]])
+        pairs = np.unique(pairs[pairs[:, 0] != pairs[:, 1]], axis=0)
+        return GraphData(x=x, edge_index=np.ascontiguousarray(pairs.T), y=y)
+
+    def _shapes(self, data: GraphData) -> dict[str, tuple[int, ...]]:  # type: ignore[override]
+        return _graph_shapes(data.x.shape[1], data.y)
 
 
 # ---- TU graph classification ------------------------------------------------------------------

@@ -125,11 +125,49 @@ def write_cifar100(root: Path, per_part: int, seed: int = 0) -> tuple[np.ndarray
     return np.concatenate(images).reshape(-1, 3, 32, 32), np.array(labels)
 
 
+def write_imagenet16(root: Path, per_part: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Downsampled ImageNet 16x16: ten training pickles and val_data, labels 1..1000; returns what
+    ImageNet16-120 keeps (images of classes 1..120, labels from 0)."""
+    rng = np.random.default_rng(seed)
+    folder = root / "ImageNet16"
+    folder.mkdir(parents=True)
+    images, labels = [], []
+    for name in (*(f"train_data_batch_{i}" for i in range(1, 11)), "val_data"):
+        data = rng.integers(0, 256, size=(per_part, 768), dtype=np.uint8)
+        label = [int(v) for v in rng.integers(1, 241, size=per_part)]  # half of them beyond class 120
+        with open(folder / name, "wb") as handle:
+            pickle.dump({"data": data, "labels": label, "mean": np.zeros(768)}, handle)
+        images.append(data)
+        labels.extend(label)
+    x, y = np.concatenate(images).reshape(-1, 3, 16, 16), np.array(labels)
+    keep = y <= 120
+    return x[keep], y[keep] - 1
+
+
+def write_ogbn_arxiv(root: Path, nodes: int, features: int = 128, classes: int = 40, seed: int = 0) -> np.ndarray:
+    """OGB's raw CSV files (gzipped) of a small arxiv-shaped graph; returns the directed edges."""
+    rng = np.random.default_rng(seed)
+    raw = root / "ogbn_arxiv" / "raw"
+    raw.mkdir(parents=True)
+    edges = rng.integers(0, nodes, size=(3 * nodes, 2))
+    tables = {
+        "edge.csv.gz": "\n".join(f"{a},{b}" for a, b in edges),
+        "node-feat.csv.gz": "\n".join(",".join(f"{v:.6f}" for v in row) for row in rng.normal(size=(nodes, features))),
+        "node-label.csv.gz": "\n".join(str(int(v)) for v in rng.integers(0, classes, size=nodes)),
+    }
+    for name, text in tables.items():
+        with gzip.open(raw / name, "wt") as handle:
+            handle.write(text + "\n")
+    return edges
+
+
 def write_every_file_dataset(root: Path) -> None:
     """Small files for every file dataset Cellar registers."""
     write_cifar10(root, per_batch=5)
     write_cifar100(root, per_part=15)
     write_mnist(root, train=16, test=8)
+    write_imagenet16(root, per_part=4)
+    write_ogbn_arxiv(root, nodes=60)
     for folder, prefix in (("Cora", "cora"), ("CiteSeer", "citeseer"), ("PubMed", "pubmed")):
         write_planetoid(root, folder, prefix, nodes=40, features=12, classes=3, test=10)
     for name in ("MUTAG", "PROTEINS", "ENZYMES", "IMDB-BINARY", "NCI1"):

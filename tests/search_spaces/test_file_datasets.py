@@ -11,7 +11,7 @@ import pickle
 
 from search_spaces import DatasetFileError, DatasetUnavailableError
 from search_spaces.datasets import get_dataset
-from tests.search_spaces.formats import write_cifar10, write_mnist, write_planetoid, write_tu
+from tests.search_spaces.formats import write_cifar10, write_imagenet16, write_mnist, write_ogbn_arxiv, write_planetoid, write_tu
 
 
 def test_missing_files_are_named_with_where_they_belong(tmp_path: Path) -> None:
@@ -97,3 +97,22 @@ def test_tu_files_give_graphs_with_one_hot_node_labels(tmp_path: Path) -> None:
     assert all(e.shape[1] == 2 * len(x) for (x, _), e in zip([g for g, label in zip(data.graphs, labels) if label == 0], rings))
     assert data.graphs[1][0].sum(axis=0).tolist() == [sizes[1] - 1, 1]  # a star: one centre
     assert get_dataset("mutag").describe(tmp_path).in_shape == (2,)
+
+
+def test_imagenet16_pickles_keep_the_first_120_classes(tmp_path: Path) -> None:
+    images, labels = write_imagenet16(tmp_path, per_part=6)
+    data = get_dataset("imagenet16-120").load(tmp_path)
+    assert data.x.shape == (len(labels), 3, 16, 16) and 0 < len(labels) < 66
+    np.testing.assert_array_equal(data.y, labels)
+    np.testing.assert_allclose(data.x, images / 255.0, atol=1e-6)
+    assert data.y.max() <= 119 and get_dataset("imagenet16-120").describe(tmp_path).out_shape == (120,)
+
+
+def test_ogbn_arxiv_raw_files_give_an_undirected_graph(tmp_path: Path) -> None:
+    edges = write_ogbn_arxiv(tmp_path, nodes=30, features=5, classes=4)
+    data = get_dataset("ogbn-arxiv").load(tmp_path)
+    assert data.x.shape == (30, 5) and len(data.y) == 30
+    pairs = set(map(tuple, data.edge_index.T.tolist()))
+    expected = {(int(a), int(b)) for a, b in edges if a != b}
+    assert pairs == expected | {(b, a) for a, b in expected}
+    assert get_dataset("ogbn-arxiv").describe(tmp_path).in_shape == (5,)

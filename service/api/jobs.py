@@ -18,7 +18,8 @@ from search_spaces.datasets import get_dataset
 from ..errors import InvalidRequestError
 from ..jobs.artifacts import ArtifactStore
 from ..jobs.spec import JobCreate, JobExtension
-from ..store import Job, JobStatus, Store, Trial, TrialState, lifecycle, queries, utcnow
+from ..store import Job, JobStatus, Store, TabularTable, Trial, TrialState, lifecycle, queries, tables, utcnow
+from ..tabular.jobs import fit_to_table
 from .deps import Caller, ManagerDep, ReadAccess, SettingsDep, StoreDep, WriteAccess, WriterDep
 from .deps import check_dataset_files, check_owner
 from .errors import responses
@@ -29,6 +30,18 @@ from .views import best_trials, counted_results, job_public, pareto_public
 __all__ = ["job_view", "router"]
 
 router = APIRouter(prefix="/v1", tags=["jobs"], responses=responses(422, 503))
+
+
+def _table(session: Session, name: str) -> TabularTable:
+    table = tables.get_table(session, name)
+    if table is None:
+        known = tables.table_names(session)
+        raise InvalidRequestError(
+            f"no results table {name!r} in the store; "
+            + (f"it has: {', '.join(known)}" if known else "import one with `cellar table import --from SOURCE` or FILE"),
+            field=("body", "executor", "table"),
+        )
+    return table
 
 
 def job_view(store: Store, job_id: int) -> JobPublic:
@@ -60,10 +73,13 @@ def submit_job(
     submits it owns it (only it, or an admin key, may cancel, extend or delete it). A key may own
     ``CELLAR_KEY_MAX_ACTIVE_JOBS`` queued or running jobs at once (another is a 429) of at most
     ``CELLAR_KEY_MAX_TRIALS_PER_JOB`` trials each (more is a 422)."""
-    check_dataset_files(body.dataset, settings)
     check_trials(caller, body.budget.max_trials, settings)
     info = get_dataset(body.dataset).info
     with store.write() as session:
+        if body.executor is not None:  # simulated on a results table: no dataset files needed
+            body = fit_to_table(body, _table(session, body.executor.table))
+        else:
+            check_dataset_files(body.dataset, settings)
         check_active_jobs(session, caller, settings)
         job = queries.create_job(
             session,

@@ -126,6 +126,9 @@ class JobPublic(BaseModel):
     error: str | None
     counts: TrialCounts
     max_trials: int | None
+    simulated_on: str | None = Field(
+        None, description="the results table the job is simulated on (its times are simulated); null: trained"
+    )
     best_trial: TrialPublic | None = Field(description="single objective: the best complete trial")
     best_trials: list[TrialPublic] = Field(description="the non-dominated complete trials")
     spec: dict[str, Any]

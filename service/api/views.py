@@ -157,6 +157,7 @@ def job_public(job: Job, counts: dict[str, int], trials: Sequence[Trial]) -> Job
         error=job.error,
         counts=TrialCounts(**counts),
         max_trials=job.spec.get("budget", {}).get("max_trials"),
+        simulated_on=(job.spec.get("executor") or {}).get("table"),
         best_trial=trial_public(best, job.metric) if best is not None else None,
         best_trials=[trial_public(t, job.metric) for t in front],
         spec=job.spec,

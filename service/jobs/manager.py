@@ -26,8 +26,9 @@ from workers.executor import Executor, ExecutorError, ExecutorEvent
 
 from ..errors import StoreUnavailableError
 from ..settings import Settings
-from ..store import Store, leases
+from ..store import Job, Store, leases
 from .runner import JobRunner
+from .spec import JobCreate
 
 __all__ = ["JobManager"]
 
@@ -279,12 +280,17 @@ class JobManager:
                 free[name] = free.get(name, 0.0) - need * runner.slots
         for job_id in job_ids:
             try:
-                runner = JobRunner(job_id, self.store, self.executor, self.settings)
+                runner = self._runner(job_id)
             except StoreUnavailableError:
                 raise
             except Exception as error:  # e.g. a stored spec this version can no longer read
                 log.exception("job %s cannot be run", job_id)
                 self._fail_job(job_id, error)
+                continue
+            if not isinstance(runner, JobRunner):  # looked up in a results table, in a thread of its own: no workers
+                self._guard(runner, runner.resume, 0, self.owner, self.settings.lease_s)
+                if not runner.done:
+                    self.runners[job_id] = runner
                 continue
             if total and not any(_slots_within(runner, node) for node in nodes):
                 needs = ", ".join(f"{v:g} {k}" for k, v in _demand(runner).items() if v > 0)
@@ -311,6 +317,18 @@ class JobManager:
                         job_id, holder, expired_at.isoformat(timespec="seconds"),
                     )
                 log.info("job %s started with %s slot(s)", job_id, slots)
+
+    def _runner(self, job_id: int) -> Any:
+        """The job's runner: a ``JobRunner`` on the executor, or for a job whose body names a results
+        table, a ``SimulatedRunner`` that looks its trials up there."""
+        with self.store.read() as session:
+            job = session.get(Job, job_id)
+            spec = JobCreate.model_validate(job.spec) if job is not None else None
+        if spec is not None and spec.simulated:
+            from ..tabular.serve import SimulatedRunner  # the tabular package builds on this one
+
+            return SimulatedRunner(job_id, self.store, self.settings, spec)
+        return JobRunner(job_id, self.store, self.executor, self.settings)
 
     def _say_who_holds(self, held: list[tuple[int, str, Any]]) -> None:
         """Log, once per job and holder, an active job another server's live lease keeps from us."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from search_spaces import SearchSpace, SearchSpaceError, search_space_class, search_space_kinds
 from search_spaces.datasets import DEFAULT_SPLIT, dataset_names, default_training, get_dataset, split_sizes
@@ -24,6 +24,7 @@ __all__ = [
     "STATIC_OBJECTIVES",
     "BudgetSpec",
     "ConstraintsSpec",
+    "ExecutorSpec",
     "JobCreate",
     "JobExtension",
     "ObjectiveSpec",
@@ -181,6 +182,9 @@ class TrainingSpec(_Body):
         DEFAULT_SPLIT, description="train, validation, test fractions of the seeded split"
     )
 
+    #: the fields the body set itself (before the task's defaults filled the rest in)
+    _given: frozenset[str] = PrivateAttr(default=frozenset())
+
     @field_validator("transform")
     @classmethod
     def _known_transform(cls, name: str | None) -> str | None:
@@ -214,6 +218,19 @@ class ResourcesSpec(_Body):
     _quantities = field_validator("cpus_per_trial", "gpus_per_trial")(_ray_quantity)
 
 
+class ExecutorSpec(_Body):
+    """Where the job's trials run: on the workers (the default), or looked up in a results table."""
+
+    table: str = Field(
+        min_length=1,
+        max_length=200,
+        description=(
+            "a results table in the store (`cellar table list`): the job is simulated on it instead of trained "
+            "(no dataset files needed); training fields and budget.epochs left out take the table's values"
+        ),
+    )
+
+
 def objective_metrics(dataset: str) -> list[str]:
     """The metrics a job on ``dataset`` may optimise."""
     metric = get_dataset(dataset).info.metric
@@ -238,6 +255,9 @@ class JobCreate(_Body):
     budget: BudgetSpec
     training: TrainingSpec = Field(default_factory=TrainingSpec, validate_default=True)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    executor: ExecutorSpec | None = Field(
+        None, description="null: train on the workers; {\"table\": NAME}: simulate the job on a results table"
+    )
     keep_weights: int | None = Field(
         None,
         ge=0,
@@ -326,11 +346,13 @@ class JobCreate(_Body):
     @classmethod
     def _split_fits(cls, training: TrainingSpec, info: ValidationInfo) -> TrainingSpec:
         dataset = info.data.get("dataset")
+        given = frozenset(training.model_fields_set)
         if dataset is not None:
             # the task's protocol where the job sets nothing, stored filled in (stored jobs have every field)
             defaults = default_training(get_dataset(dataset).info.task)
             unset = {k: v for k, v in defaults.items() if getattr(training, k) is None}
             training = training.model_copy(update=unset)
+        training._given = given
         size = get_dataset(dataset).info.num_samples if dataset is not None else None
         if size is not None:
             try:
@@ -347,6 +369,11 @@ class JobCreate(_Body):
         if self.name is None:
             self.name = f"{self.search_space.kind}-{self.dataset}"
         return self
+
+    @property
+    def simulated(self) -> bool:
+        """The job runs on a results table, not on the workers."""
+        return self.executor is not None
 
     @property
     def training_seed(self) -> int:

@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,6 +34,7 @@ from optuna.trial import TrialState as OptunaState
 
 from search_spaces import get_search_space
 from search_spaces.datasets import get_dataset
+from search_spaces.errors import DatasetUnavailableError
 from search_spaces.metrics import METRICS
 from search_spaces.transforms import parse_transform
 from workers.executor import ExecutorEvent, TrialResources
@@ -48,12 +50,26 @@ from ..jobs.strategies import CURVE_ATTR, STATIC_ATTR
 from ..store import Job, JobStatus, Store, TrialState, leases, simulated
 from ..store.queries import metric_source_id, transform_source_id
 
-__all__ = ["Simulation", "simulate_job"]
+__all__ = ["Simulation", "Stopped", "simulate_job", "write_simulation"]
 
 log = logging.getLogger(__name__)
 
 #: as the runner: asks per round, so that a space yielding only duplicates still reaches its limits
 _MAX_ASKS_PER_ROUND = 256
+
+
+class Stopped(Exception):
+    """The simulation was abandoned (its server stops); nothing is written."""
+
+
+def _dataset_info(name: str, data_dir: Path | None) -> Any:
+    """The dataset as its files describe it; without them its static facts (a simulation trains
+    nothing, so it needs no files)."""
+    dataset = get_dataset(name)
+    try:
+        return dataset.describe(data_dir)
+    except DatasetUnavailableError:
+        return dataset.info
 
 
 @dataclass
@@ -95,7 +111,7 @@ class Simulation:
         self.spec = spec
         self.job_id = job_id
         self.executor = TabularExecutor(table)
-        self.info = get_dataset(spec.dataset).describe(data_dir)
+        self.info = _dataset_info(spec.dataset, data_dir)
         self.space = get_search_space(spec.search_space.kind, spec.search_space.params, task=self.info.task)
         self.in_shape = [1, *parse_transform(spec.transform).out_shape(self.info.in_shape)]
         self.out_shape = list(self.info.out_shape)
@@ -124,14 +140,23 @@ class Simulation:
         self._json_cache: dict[Any, str] = {}
 
     # ---- the loop: the manager's tick, for one job -------------------------------------------
-    def run(self, *, cancelled: bool = False) -> str:
-        """Run the search to its end; returns the job's status."""
+    def run(
+        self, *, cancelled: bool = False, stop: threading.Event | None = None, abandon: threading.Event | None = None
+    ) -> str:
+        """Run the search to its end; returns the job's status. ``stop`` set: the job ends
+        cancelled where it is; ``abandon`` set: raises ``Stopped``."""
         for encoding in self.spec.strategy.initial_architectures:
             self.study.enqueue_trial(self.space.encode_params(encoding), user_attrs={ORIGIN: "initial"})
         resources = self.spec.resources
         self.executor.open_job(self.job_id, self.spec.budget.parallelism,
                                TrialResources(cpus=resources.cpus_per_trial, gpus=resources.gpus_per_trial))  # fmt: skip
+        rounds = 0
         while self.status is None:
+            rounds += 1
+            if rounds % 64 == 0 and (stop is not None or abandon is not None):
+                if abandon is not None and abandon.is_set():
+                    raise Stopped
+                cancelled = cancelled or (stop is not None and stop.is_set())
             if self.running:
                 for event in self.executor.poll(0.0):
                     if event.trial_id in self.running:
@@ -379,7 +404,7 @@ def simulate_job(store: Store, job_id: int, table: ResultsTable, *, data_dir: Pa
         simulation = Simulation(spec, table, job_id=job_id, data_dir=data_dir)
         status = simulation.run(cancelled=cancelled)
         with store.write() as session:
-            _write(session, simulation)
+            write_simulation(session, simulation)
     except Exception as error:
         log.exception("simulated job %s failed", job_id)
         with store.write() as session:
@@ -388,7 +413,7 @@ def simulate_job(store: Store, job_id: int, table: ResultsTable, *, data_dir: Pa
     return status
 
 
-def _write(session: Any, sim: Simulation) -> None:
+def write_simulation(session: Any, sim: Simulation) -> None:
     """The job's rows, as the runner writes them."""
     spec, space = sim.spec, sim.space
 

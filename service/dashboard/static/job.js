@@ -34,8 +34,11 @@ function renderHead() {
     ["objectives", objectives().map((o) => `${o.direction} ${o.metric}`).join(", ")],
     ["sampler", `${strategy().sampler}${strategy().pruner !== "none" ? ` + ${strategy().pruner}` : ""}`],
     ["trials", `${finished}/${job.max_trials ?? "∞"} (${job.counts.running} running, ${job.counts.pruned} pruned, ${job.counts.failed} failed)`],
-    ["best", best], ["elapsed", duration(elapsed)], ["ETA", job.finished_at ? "done" : duration(eta)],
+    ["best", best], [job.simulated_on ? "simulated time" : "elapsed", duration(elapsed)],
+    ["ETA", job.finished_at ? "done" : job.simulated_on ? "–" : duration(eta)],
   ];
+  // a job looked up in a results table, on its simulated clock (GET /v1/jobs/{id}: simulated_on)
+  if (job.simulated_on) facts.unshift(["simulated on", `table ${job.simulated_on}`]);
   $("job-summary").replaceChildren(...facts.map(([k, v]) => el("span", { "data-fact": k }, `${k} `, el("b", { text: v }))));
   const share = job.max_trials ? finished / job.max_trials : job.finished_at ? 1 : 0;
   $("job-progress").style.width = `${Math.min(100, share * 100).toFixed(1)}%`;

@@ -25,7 +25,8 @@ function row(job) {
   const objectives = (job.spec.objectives ?? []).map((o) => `${o.direction === "maximize" ? "max" : "min"} ${o.metric}`).join(", ");
   return el("tr", { "data-job": job.id },
     el("td", { class: "num" }, el("a", { href: `/jobs/${job.id}`, text: job.id })),
-    el("td", {}, el("a", { href: `/jobs/${job.id}`, text: job.name })),
+    el("td", {}, el("a", { href: `/jobs/${job.id}`, text: job.name }),
+      job.simulated_on ? el("span", { class: "tag", title: `simulated on results table ${job.simulated_on}`, text: "simulated" }) : null),
     el("td", {}, stateBadge(job.status)),
     el("td", { text: job.search_space }),
     el("td", { text: job.dataset }),

@@ -1,0 +1,95 @@
+"""A job body that names a results table (``"executor": {"table": NAME}``), checked against it.
+
+At submission, not trial by trial: a job whose search space, dataset or training protocol is not
+the table's would fail every trial (one lookup at a time, thousands of failed trials), so it is
+refused with one 422 that names every difference and the value to set. What the body leaves out
+takes the table's value: the training fields, ``budget.epochs``, and for a table Cellar trained, the
+training seed and split. Torch-free: the API process runs it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from search_spaces import SearchSpaceError, get_search_space
+
+from ..errors import InvalidRequestError
+from ..jobs.spec import JobCreate
+from ..store import TabularTable
+
+__all__ = ["fit_to_table"]
+
+#: LEMUR's ``prm`` names of a table's protocol -> the job body's ``training`` fields
+_PRM_FIELDS = {
+    "lr": "lr",
+    "momentum": "momentum",
+    "weight_decay": "weight_decay",
+    "batch": "batch_size",
+    "optimizer": "optimizer",
+    "nesterov": "nesterov",
+    "scheduler": "scheduler",
+    "transform": "transform",
+}
+
+
+def _space_problems(spec: JobCreate, table: TabularTable) -> list[str]:
+    if spec.search_space.kind != table.search_space:
+        return [f"search_space.kind is {spec.search_space.kind!r}, the table holds {table.search_space!r}"]
+    try:
+        theirs = get_search_space(table.search_space, table.space_params).params_dict()
+    except (SearchSpaceError, ValidationError) as error:
+        return [f"the table's search space no longer validates ({error})"]
+    ours = spec.search_space.build().params_dict()
+    problems = []
+    for key, value in theirs.items():
+        mine = ours.get(key)
+        if key == "ops" and isinstance(value, list) and isinstance(mine, list):
+            extra = [op for op in mine if op not in value]
+            if extra:  # a subset of the table's ops only narrows what is sampled
+                problems.append(f"search_space.params.ops has {extra}, which the table lacks (it holds {value})")
+        elif mine != value:
+            problems.append(f"search_space.params.{key} is {mine!r}, the table's is {value!r}")
+    return problems
+
+
+def fit_to_table(spec: JobCreate, table: TabularTable) -> JobCreate:
+    """``spec`` with what it leaves out taken from ``table``; an ``InvalidRequestError`` (422) that
+    names every difference when the job asks for something the table does not hold."""
+    problems = _space_problems(spec, table)
+    if spec.dataset != table.dataset:
+        problems.append(f"dataset is {spec.dataset!r}, the table was trained on {table.dataset!r}")
+    body = spec.model_dump(mode="json")
+    given = spec.training._given
+    training, budget = body["training"], body["budget"]
+    if "epochs" in spec.budget.model_fields_set and spec.budget.epochs != table.epochs:
+        problems.append(f"budget.epochs is {spec.budget.epochs}, the table recorded {table.epochs}")
+    budget["epochs"] = table.epochs
+    prm: dict[str, Any] = dict((table.training or {}).get("prm") or {})
+    for key, name in _PRM_FIELDS.items():
+        if key not in prm:
+            continue
+        if name in given and training[name] != prm[key]:
+            problems.append(f"training.{name} is {training[name]!r}, the table's is {prm[key]!r}")
+        training[name] = prm[key]
+    if table.source is None:  # a table Cellar trained: one seed, one split
+        if "seed" in given and training["seed"] != table.seed:
+            problems.append(f"training.seed is {training['seed']}, the table's cells were trained with seed {table.seed}")
+        training["seed"] = table.seed
+        fractions = ((table.training or {}).get("split") or {}).get("fractions")
+        if fractions is not None:
+            if "split" in given and list(training["split"]) != list(fractions):
+                problems.append(f"training.split is {list(training['split'])}, the table's is {list(fractions)}")
+            training["split"] = list(fractions)
+    if table.final_only and spec.strategy.pruner != "none":
+        problems.append(
+            f"strategy.pruner is {spec.strategy.pruner!r}, but the table records only epoch {table.epochs} "
+            "(no curve to prune on); use \"none\""
+        )
+    if problems:
+        raise InvalidRequestError(
+            f"the job does not fit results table {table.name!r}: " + "; ".join(problems)
+            + ". Leave a training field out to take the table's value"
+        )
+    return JobCreate.model_validate(body)

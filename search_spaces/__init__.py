@@ -42,6 +42,7 @@ _SPACES: LazyRegistry[type[SearchSpace]] = LazyRegistry(
         "code": "search_spaces.code.space:CodeSearchSpace",
         "gnn": "search_spaces.gnn.space:GnnSearchSpace",
         "kan": "search_spaces.kan.space:KanSearchSpace",
+        "nbgraph": "search_spaces.nbgraph.space:NbGraphSearchSpace",
     },
 )
 

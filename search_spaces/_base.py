@@ -111,6 +111,11 @@ class SearchSpace(ABC):
     def dedup_key(self, encoding: str) -> str:
         """Equal for encodings that compute the same function (isomorphic architectures)."""
 
+    def representative(self, encoding: str) -> str:
+        """The member of ``encoding``'s class of equivalent architectures under which a results table
+        of this space holds the class (a benchmark that trained one per class); default itself."""
+        return self.canonical(encoding)
+
     def grid(self) -> dict[str, list[Any]] | None:
         """Every choice ``sample`` makes and its values, when the space is a plain product of
         categorical choices (what a grid search enumerates); None for conditional spaces."""

@@ -39,6 +39,8 @@ def small_params(kind: str, dataset_kind: str) -> dict[str, Any]:
         return {"nn_code": code_for(dataset_kind)}
     if kind == "kan":
         return {"max_layers": 2, "widths": [4], "max_conv_layers": 1, "conv_channels": [2]}
+    if kind == "nbgraph":
+        return {"dim": 8, "post_layers": 1}
     return {}
 
 

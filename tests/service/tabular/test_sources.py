@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from search_spaces import get_search_space
+from search_spaces.datasets import get_dataset
 from search_spaces.nb201.genotype import Cell
+from search_spaces.nbgraph import BenchArch
 from service.store import Store, upgrade
 from service.tabular import TabularTableError, export_table, import_table, list_tables, load_table
 from service.tabular.sources import SOURCES, import_source, nb201_cell, nb201_params, parse_source
@@ -149,3 +151,56 @@ def test_the_cli_imports_a_source_and_says_what_it_found(tmp_path: Path) -> None
     assert neither.exit_code == 1 and "give a FILE or --from SOURCE" in neither.output
     wrong = CliRunner().invoke(app, ["table", "import", "--from", "nb101", "--database", url])
     assert wrong.exit_code == 1 and "--from takes one of" in wrong.output
+
+
+# ---- NAS-Bench-Graph ---------------------------------------------------------------------------------
+def graph_bench(dataset: str) -> dict[int, dict[str, float]]:
+    import importlib.util
+
+    spec = importlib.util.find_spec("nas_bench_graph")
+    assert spec is not None and spec.submodule_search_locations
+    root = Path(next(iter(spec.submodule_search_locations)))
+    with (root / "light" / f"{dataset}.bench").open("rb") as handle:
+        return pickle.load(handle)
+
+
+def test_the_nbgraph_space_yields_exactly_the_benchmarks_architectures() -> None:
+    from nas_bench_graph.architecture import Arch  # the benchmark's own code, as a reference
+
+    bench = graph_bench("cora")
+    every = [a for a in BenchArch.all() if a.ops != ("skip",) * 4]
+    keys = {a.canonical().key() for a in every}
+    assert keys == set(bench) and len(keys) == 26206
+    for arch in every[::97]:  # the benchmark's own hash agrees on a spread of the 157,000 raw forms
+        assert Arch(list(arch.links), list(arch.ops)).valid_hash() == arch.canonical().key()
+    space = get_search_space("nbgraph")
+    raw = BenchArch((0, 0, 1, 0), ("gcn", "sage", "skip", "gat"))
+    encoding = space.canonical(raw.to_string())
+    assert encoding == "gcn@0|sage@0|skip@1|gat@0" and space.decode_params(space.encode_params(encoding)) == encoding
+    held = space.representative(encoding)  # the member of its class the benchmark trained
+    assert BenchArch.from_string(held).key() == Arch([0, 0, 1, 0], ["gcn", "sage", "skip", "gat"]).valid_hash()
+    assert space.dedup_key(encoding) == space.dedup_key(held) and space.representative(held) == held
+
+
+@pytest.mark.parametrize(("dataset", "table"), [("cora", "nbgraph-cora"), ("pubmed", "nbgraph-pubmed"), ("arxiv", "nbgraph-ogbn-arxiv")])
+def test_nas_bench_graph_imports_with_parameter_counts_equal_to_cellars_networks(
+    tmp_path: Path, dataset: str, table: str
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'g.db'}")
+    upgrade(store)
+    name, cells, added, report = import_source(store, f"nas-bench-graph:{dataset}")
+    assert (name, cells, added) == (table, 26206, 26206)
+    assert report.params_mismatch == []  # every architecture: the benchmark's count is Cellar's network's
+    loaded = load_table(store, table)
+    bench = graph_bench(dataset)
+    space = get_search_space("nbgraph", loaded.space_params)
+    for encoding in sorted(loaded.results)[::2621]:  # ten networks built whole
+        key = BenchArch.from_string(encoding).key()
+        result = loaded.results[encoding]
+        assert result.epochs[-1].val_metric == pytest.approx(float(bench[key]["valid_perf"]), abs=1e-6)
+        assert result.test_metric == pytest.approx(float(bench[key]["perf"]), abs=1e-6)
+        info = get_dataset(loaded.dataset).info
+        module = load_nn_module(space.nn_code(encoding), space.nn_name(encoding))
+        net = module.Net((1, *info.in_shape), info.out_shape, {"lr": 0.01}, torch.device("cpu"))
+        assert sum(p.numel() for p in net.parameters()) == result.params == round(float(bench[key]["para"]) * 1e6)
+    assert loaded.source is not None and "training time" in loaded.source["missing"]

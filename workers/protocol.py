@@ -37,6 +37,10 @@ class TrialError(Exception):
         return f"{self.error_type}: {self.message}"
 
 
+#: the zero-cost proxies a worker computes (``workers.proxies``), in its order
+PROXIES = ("synflow", "naswot", "jacov", "grad_norm", "snip")
+
+
 @dataclass(frozen=True)
 class TrialPayload:
     trial_id: int
@@ -66,6 +70,10 @@ class TrialPayload:
     #: the source of a user's transform file (LEMUR's ``transform_dir``: ``<dir>/<prm['transform']>.py``
     #: defining ``transform(norm)``), run in the sandbox in place of Cellar's transform of that name
     transform_code: str | None = None
+    #: zero-cost proxies to score the untrained model with before its first step (``workers.proxies``)
+    proxies: tuple[str, ...] = ()
+    #: a proxy's least value a candidate must reach to be trained (``constraints.min_proxies``)
+    min_proxies: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +82,7 @@ class TrialPayload:
     def from_dict(cls, data: dict[str, Any]) -> TrialPayload:
         data = dict(data)
         data["split_fractions"] = tuple(data.get("split_fractions", DEFAULT_SPLIT))
+        data["proxies"] = tuple(data.get("proxies", ()))
         return cls(**data)
 
 
@@ -98,6 +107,9 @@ class SetupReport:
     gpu_ids: list[str] = field(default_factory=list)
     #: LEMUR's ``nn_stat`` values of the built model (``workers.nn_stats.measure_model``)
     nn_stats: dict[str, Any] = field(default_factory=dict)
+    #: the zero-cost proxies the job asked for, of the untrained model (None: one it cannot give)
+    proxies: dict[str, float | None] | None = None
+    proxy_seconds: float | None = None
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from search_spaces.transforms import load_transform
 from .nn_module import load_nn_module
 from .nn_stats import measure_model
 from .protocol import EpochReport, FinalReport, SetupReport, TrialPayload
+from .proxies import zero_cost
 from .tasks import Prepared, prepare
 
 __all__ = ["ConstraintViolation", "GPUUnavailable", "TrialDiverged", "TrialOutOfMemory", "TrialRunner", "run_trial"]
@@ -138,6 +139,31 @@ def measure(model: nn.Module, one: Any, batch: Any, device: torch.device) -> tup
         times.append((time.perf_counter() - started) * 1000.0)
     model.train(was_training)
     return flops, statistics.median(times)
+
+
+def _score(model: nn.Module, batches: Any, p: TrialPayload, device: torch.device) -> tuple[dict[str, Any] | None, float | None]:
+    """The zero-cost proxies the job asked for, on a training-sized batch of the training split,
+    before any step; a candidate below ``min_proxies`` is a ``ConstraintViolation`` (not trained)."""
+    if not p.proxies:
+        return None, None
+    started = time.perf_counter()
+    # the random state is put back: a trial trains the same with and without proxies
+    cpu_state = torch.get_rng_state()
+    cuda_state = torch.cuda.get_rng_state_all() if device.type == "cuda" else None
+    try:
+        scores = zero_cost(model, batches.batch.to(device), batches.labels.to(device), p.proxies)
+    finally:
+        torch.set_rng_state(cpu_state)
+        if cuda_state is not None:
+            torch.cuda.set_rng_state_all(cuda_state)
+    for name, least in (p.min_proxies or {}).items():
+        value = scores.get(name)
+        if value is None or value < least:
+            raise ConstraintViolation(
+                f"zero-cost proxy {name} is {value if value is not None else 'undefined'} for this network, "
+                f"below the job's constraints.min_proxies.{name} ({least:g}); not trained"
+            )
+    return scores, time.perf_counter() - started
 
 
 def _placement() -> tuple[str, list[str]]:
@@ -333,6 +359,7 @@ class TrialRunner:
         flops, latency_ms = measure(model, batches.one, batches.batch, device)
         if p.max_flops is not None and flops > p.max_flops:
             raise ConstraintViolation(f"{flops} FLOPs exceed the job's max_flops {p.max_flops}; not trained")
+        proxies, proxy_seconds = _score(model, batches, p, device)
         model.train_setup(dict(p.prm))
         # the cap starts here: libraries and data are loaded, what follows is the trial's own memory
         if self._baseline is None:
@@ -362,6 +389,8 @@ class TrialRunner:
             setup_seconds=time.perf_counter() - started,
             threads=torch.get_num_threads(),
             gpu_ids=gpu_ids,
+            proxies=proxies,
+            proxy_seconds=proxy_seconds,
         )
         return asdict(report)
 

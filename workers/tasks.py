@@ -47,6 +47,9 @@ class Prepared:
     #: one sample's input (FLOPs are counted on it) and a training-sized batch (latency is timed on it)
     one: Any
     batch: Any
+    #: the labels of ``batch`` (training samples; a graph's nodes outside the training split are -100):
+    #: what zero-cost proxies score on, without drawing from the training loader's random streams
+    labels: Any = None
 
 
 class _Epochs:
@@ -180,6 +183,7 @@ def _arrays(
         test=evaluation(split.test),
         one=one,
         batch=eval_transform(x[train[:batch_size]]),
+        labels=y[train[:batch_size]],
     )
 
 
@@ -213,6 +217,7 @@ def _graph(info: DatasetInfo, data: GraphData, split: Split, transform: types.Mo
         test=evaluation(split.test),
         one=graph,
         batch=graph,
+        labels=masked,
     )
 
 
@@ -249,10 +254,12 @@ def _graphs(data: GraphSetData, split: Split, batch_size: int, seed: int) -> Pre
         return run
 
     first = pyg.data.Batch.from_data_list(subset(split.train[:1]))
+    batch = pyg.data.Batch.from_data_list(subset(split.train[:batch_size]))
     return Prepared(
         train=_Epochs(lambda: ((b, b.y) for b in loader)),
         val=evaluation(split.val),
         test=evaluation(split.test),
         one=first,
-        batch=pyg.data.Batch.from_data_list(subset(split.train[:batch_size])),
+        batch=batch,
+        labels=batch.y,
     )

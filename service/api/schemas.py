@@ -67,6 +67,9 @@ class TrialPublic(BaseModel):
     params: int | None = Field(description="number of trainable parameters")
     flops: int | None = Field(description="forward FLOPs for one sample (PyTorch's flop counter)")
     latency_ms: float | None = Field(description="forward milliseconds for a training-sized batch on the worker")
+    proxies: dict[str, float | None] | None = Field(
+        None, description="zero-cost proxies of the untrained network, those the job asked for (null: none)"
+    )
     metric: str = Field(description="the dataset's metric, by LEMUR name: acc, rmse")
     val_metric: float | None = Field(description="validation metric after the last epoch")
     test_metric: float | None = Field(description="test metric after the last epoch")

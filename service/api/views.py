@@ -40,6 +40,7 @@ def trial_public(trial: Trial, metric: str, *, with_code: bool = False) -> Trial
         params=architecture.num_params if architecture else None,
         flops=architecture.flops if architecture else None,
         latency_ms=trial.latency_ms,
+        proxies=trial.proxies,
         metric=metric,
         val_metric=trial.val_metric,
         test_metric=trial.test_metric,

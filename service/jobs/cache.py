@@ -68,6 +68,7 @@ def reuse_result(
         flops=original.architecture.flops if original.architecture is not None else None,
         latency_ms=original.latency_ms,
         train_seconds=original.train_seconds,
+        **(original.proxies or {}),
     )
     if values is None:
         return
@@ -75,6 +76,6 @@ def reuse_result(
     row.duplicate_of_trial_id = original.trial_id
     row.cache_hit = cached is not None
     row.values = values
-    for name in ("val_metric", "test_metric", "loss", "train_seconds", "latency_ms", "split", "worker"):
+    for name in ("val_metric", "test_metric", "loss", "train_seconds", "latency_ms", "split", "worker", "proxies"):
         setattr(row, name, getattr(original, name))
     row.finished_at = now

@@ -76,6 +76,7 @@ class Objectives:
             flops=setup.get("flops"),
             latency_ms=setup.get("latency_ms"),
             train_seconds=final.get("train_seconds"),
+            **(setup.get("proxies") or {}),
         )
 
     def static(self, **metrics: Any) -> list[float | None]:

@@ -47,6 +47,7 @@ def replay_trial(runner: JobRunner, trial: Trial, *, hidden: bool) -> None:
                     params=architecture.num_params if architecture is not None else None,
                     flops=architecture.flops if architecture is not None else None,
                     latency_ms=trial.latency_ms,
+                    **(trial.proxies or {}),
                 ),
             }
             intermediate = {}  # Optuna keeps no intermediate values for multi-objective trials

@@ -137,7 +137,8 @@ class TrialReports:
         objectives = self.runner.objectives
         if self._pruning and objectives.multi:
             static = objectives.static(
-                params=data.get("num_params"), flops=data.get("flops"), latency_ms=data.get("latency_ms")
+                params=data.get("num_params"), flops=data.get("flops"), latency_ms=data.get("latency_ms"),
+                **(data.get("proxies") or {}),
             )
             running.optuna_trial.set_user_attr(STATIC_ATTR, static)
 

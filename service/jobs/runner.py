@@ -286,6 +286,7 @@ class JobRunner:
             use_gpu=self.spec.resources.gpus_per_trial > 0,
             max_params=self.spec.constraints.max_params,
             max_flops=self.spec.constraints.max_flops,
+            proxies=tuple(self.spec.proxies), min_proxies=self.spec.constraints.min_proxies,
             memory_limit_mb=self.spec.resources.memory_mb_per_trial,
             arch=encoding,
             search_space=self.space.kind,

@@ -17,6 +17,8 @@ from search_spaces.datasets import DEFAULT_SPLIT, dataset_names, default_trainin
 from search_spaces.metrics import METRICS
 from search_spaces.transforms import check_transform
 
+from workers.protocol import PROXIES
+
 from .strategies import validate_pruner_params, validate_sampler_params
 
 __all__ = [
@@ -37,7 +39,7 @@ __all__ = [
 
 #: curve objectives have a per-epoch value (pruning judges them); static ones are known at setup
 CURVE_OBJECTIVES = ("val_loss", *(f"val_{name}" for name, _ in METRICS.values()))
-STATIC_OBJECTIVES = ("params", "flops", "latency_ms")
+STATIC_OBJECTIVES = ("params", "flops", "latency_ms", *PROXIES)
 
 
 class _Body(BaseModel):
@@ -89,6 +91,25 @@ class ObjectiveSpec(_Body):
     direction: Literal["maximize", "minimize"]
 
 
+ProxyName = Literal["synflow", "naswot", "jacov", "grad_norm", "snip"]
+
+
+class ScreenSpec(_Body):
+    """Draw ``samples`` candidates at random, score them with a zero-cost proxy, and train the best
+    ``keep`` first (for regularized evolution: its initial population), as the zero-cost proxy
+    literature warm-starts searches."""
+
+    proxy: ProxyName
+    samples: int = Field(1000, ge=1, le=100_000, description="candidates drawn and scored (not trained)")
+    keep: int = Field(20, ge=1, le=10_000, description="the best-scoring ones, trained first, best first")
+
+    @model_validator(mode="after")
+    def _fewer_kept(self) -> ScreenSpec:
+        if self.keep > self.samples:
+            raise ValueError(f"keep ({self.keep}) cannot exceed samples ({self.samples})")
+        return self
+
+
 class StrategySpec(_Body):
     sampler: Literal["tpe", "random", "gp", "nsga2", "evolution", "grid"] = "tpe"
     sampler_params: dict[str, Any] = Field(
@@ -111,6 +132,13 @@ class StrategySpec(_Body):
             "training hyperparameters, epochs, seed) by an earlier job instead of training it again"
         ),
     )
+    screen: ScreenSpec | None = Field(
+        None,
+        description=(
+            "zero-cost screening: score many random candidates with a proxy and train the best first; "
+            "simulated jobs only for now (the table must hold the proxy: `cellar table score`)"
+        ),
+    )
     reproducible: bool = Field(
         True,
         description=(
@@ -122,6 +150,10 @@ class StrategySpec(_Body):
 
 class ConstraintsSpec(_Body):
     max_params: int | None = Field(None, gt=0, description="candidates with more parameters are never trained")
+    min_proxies: dict[ProxyName, float] | None = Field(
+        None,
+        description="zero-cost proxy -> least value: a candidate scoring below (or undefined) is never trained",
+    )
     max_flops: int | None = Field(
         None, gt=0, description="candidates whose forward pass on one sample takes more FLOPs are never trained"
     )
@@ -234,7 +266,7 @@ class ExecutorSpec(_Body):
 def objective_metrics(dataset: str) -> list[str]:
     """The metrics a job on ``dataset`` may optimise."""
     metric = get_dataset(dataset).info.metric
-    return [f"val_{METRICS[metric][0]}", "val_loss", "params", "flops", "latency_ms", "train_seconds"]
+    return [f"val_{METRICS[metric][0]}", "val_loss", "params", "flops", "latency_ms", "train_seconds", *PROXIES]
 
 
 class JobCreate(_Body):
@@ -255,6 +287,13 @@ class JobCreate(_Body):
     budget: BudgetSpec
     training: TrainingSpec = Field(default_factory=TrainingSpec, validate_default=True)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    proxies: list[ProxyName] = Field(
+        default_factory=list,
+        description=(
+            "zero-cost proxies each candidate is scored with on the worker before its first step, stored per trial "
+            "(those the objectives and constraints.min_proxies name are added)"
+        ),
+    )
     executor: ExecutorSpec | None = Field(
         None, description="null: train on the workers; {\"table\": NAME}: simulate the job on a results table"
     )
@@ -363,6 +402,17 @@ class JobCreate(_Body):
             # an image transform on a table or graph: refused here, not by every trial
             check_transform(training.transform, get_dataset(dataset).info)
         return training
+
+    @model_validator(mode="after")
+    def _needed_proxies(self) -> JobCreate:
+        wanted = set(self.proxies) | {o.metric for o in self.objectives or []} | set(self.constraints.min_proxies or {})
+        self.proxies = [name for name in PROXIES if name in wanted]  # type: ignore[misc]
+        if self.strategy.screen is not None and self.executor is None:
+            raise ValueError(
+                "strategy.screen: screening runs on results tables only for now (\"executor\": {\"table\": NAME} "
+                "with the proxy scored: `cellar table score NAME --proxies PROXY`); drop it to train every candidate"
+            )
+        return self
 
     @model_validator(mode="after")
     def _default_name(self) -> JobCreate:

@@ -220,6 +220,8 @@ class Trial(Base):
     train_seconds: Mapped[float | None] = mapped_column(Float)
     #: forward milliseconds for a training-sized batch, measured on the trial's worker
     latency_ms: Mapped[float | None] = mapped_column(Float)
+    #: zero-cost proxies of the untrained network (``workers.proxies``), those the job asked for
+    proxies: Mapped[dict[str, Any] | None]
     duplicate_of_trial_id: Mapped[int | None] = mapped_column(ForeignKey("cellar_trials.trial_id"))
     #: the result came from another job's trial (``duplicate_of``) trained under the same protocol
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -114,6 +114,7 @@ def record_setup(session: Session, trial_id: int, data: dict[str, Any]) -> None:
     trial.worker = data.get("worker")
     trial.split = data.get("split")
     trial.latency_ms = data.get("latency_ms")
+    trial.proxies = data.get("proxies")
     trial.heartbeat_at = utcnow()
     if trial.architecture is not None and trial.architecture.num_params is None:
         trial.architecture.num_params = int(data["num_params"])

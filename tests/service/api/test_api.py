@@ -96,7 +96,7 @@ def test_a_valid_job_is_queued_with_its_full_spec(client: TestClient) -> None:
             {"strategy__pruner": "median", "objectives": [
                 {"metric": "val_accuracy", "direction": "maximize"}, {"metric": "train_seconds", "direction": "minimize"}]},
             "body.strategy",
-            "others known before training ends ('params', 'flops', 'latency_ms')",
+            "others known before training ends ('params', 'flops', 'latency_ms', 'synflow'",
         ),
         ({"training__split": [0.9996, 0.0002, 0.0002]}, "body.training", "leave the validation part of 1797 samples empty"),
         ({"training__split": [0.5, 0.5, 0.5]}, "body.training.split", "must be positive and sum to 1"),

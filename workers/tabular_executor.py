@@ -63,6 +63,8 @@ class CellResult:
     #: the final validation metric per training seed (a source that trained several); the curve
     #: holds their mean, a job reads seed ``training.seed mod len``
     seed_metrics: tuple[float, ...] | None = None
+    #: zero-cost proxies of the cell's untrained network (``cellar table score``)
+    proxies: Mapping[str, float | None] | None = None
 
     def seeded(self, seed: int) -> tuple[EpochResult, ...]:
         """The curve a job trained with ``seed`` sees: the seed's own final validation metric."""
@@ -94,6 +96,11 @@ class ResultsTable:
     final_only: bool = False
     #: a third-party benchmark's table: where its numbers come from; None for a table Cellar trained
     source: Mapping[str, Any] | None = None
+
+    @property
+    def third_party(self) -> bool:
+        """The table holds a benchmark package's results, not Cellar's own training."""
+        return bool((self.source or {}).get("package"))
 
     @property
     def seeds(self) -> int:
@@ -145,6 +152,7 @@ class TabularExecutor(Executor):
         self._sequence = 0
         #: calls made (setup, epochs, finish): what a real executor would have trained
         self.calls = 0
+        self._space: Any = None
 
     # ---- the clock ---------------------------------------------------------------------------
     def now(self) -> datetime:
@@ -170,7 +178,7 @@ class TabularExecutor(Executor):
         slots = self._slots[job_id]
         index = slots.index(None)
         slots[index] = payload.trial_id
-        result = self.table.results.get(payload.arch) if payload.arch is not None else None
+        result = self.lookup(payload.arch)
         curve = result.seeded(payload.seed) if result is not None else ()
         trial = self._trials[payload.trial_id] = _Trial(job_id, index, result, curve)
         self.calls += 1
@@ -192,6 +200,7 @@ class TabularExecutor(Executor):
             "worker": f"tabular:{self.table.name}",
             "device": "simulated",
             "setup_seconds": self.setup_seconds,
+            "proxies": {name: (result.proxies or {}).get(name) for name in payload.proxies} if payload.proxies else None,
         }
         self._schedule(self.setup_seconds, ExecutorEvent(payload.trial_id, "setup", data=setup))
         self._start_epoch(payload.trial_id, trial, after=self.setup_seconds)
@@ -236,6 +245,22 @@ class TabularExecutor(Executor):
         return events
 
     # ---- internals ---------------------------------------------------------------------------
+    def lookup(self, arch: str | None) -> CellResult | None:
+        """The cell's results, or its class's where the table holds one member per class."""
+        if arch is None:
+            return None
+        found = self.table.results.get(arch)
+        if found is None:
+            if self._space is None:
+                from search_spaces import get_search_space
+
+                self._space = get_search_space(self.table.search_space, self.table.space_params)
+            try:
+                found = self.table.results.get(self._space.representative(arch))
+            except Exception:  # not an architecture of the table's space: refused as not in the table
+                return None
+        return found
+
     def _start_epoch(self, trial_id: int, trial: _Trial, *, after: float = 0.0) -> None:
         assert trial.result is not None
         self.calls += 1
@@ -287,7 +312,7 @@ class TabularExecutor(Executor):
             for key, value in table.prm.items()
             if key not in _PROTOCOL_IGNORED and payload.prm.get(key) != value
         ]
-        if table.source is None and (payload.seed != table.seed or payload.split_seed != table.seed):
+        if not table.third_party and (payload.seed != table.seed or payload.split_seed != table.seed):
             differ.append(f"seed={payload.seed} (table: {table.seed}; set training.seed to {table.seed})")
         fractions = (table.split or {}).get("fractions")
         if fractions is not None and list(payload.split_fractions) != list(fractions):
@@ -303,6 +328,14 @@ class TabularExecutor(Executor):
             )
         if payload.max_flops is not None and result.flops is not None and result.flops > payload.max_flops:
             return "ConstraintViolation", f"{result.flops:,} FLOPs exceed constraints.max_flops ({payload.max_flops:,})"
+        for name, least in (payload.min_proxies or {}).items():
+            value = (result.proxies or {}).get(name)
+            if value is None or value < least:
+                return (
+                    "ConstraintViolation",
+                    f"zero-cost proxy {name} is {value if value is not None else 'undefined'} for this network, "
+                    f"below the job's constraints.min_proxies.{name} ({least:g}); not trained",
+                )
         return None
 
     def _vacate(self, trial_id: int) -> None:

@@ -20,6 +20,8 @@ __all__ = [
     "build_jobs",
     "get_table",
     "merge_table",
+    "rows_lacking_proxies",
+    "store_proxies",
     "table_names",
     "table_results",
     "table_summaries",
@@ -167,3 +169,37 @@ def merge_table(session: Session, header: TabularTable, rows: list[dict[str, Any
     if new:
         session.execute(TabularResult.__table__.insert(), new)
     return len(new)
+
+
+# ---- zero-cost proxies of a table's cells --------------------------------------------------------
+def rows_lacking_proxies(session: Session, name: str, proxies: Sequence[str]) -> list[str]:
+    """The table's cells (archs, sorted) without a stored score for one of ``proxies``."""
+    rows = session.execute(select(TabularResult.arch, TabularResult.extra).where(TabularResult.table_name == name))
+    lacking = [arch for arch, extra in rows if not set(proxies) <= set(((extra or {}).get("proxies")) or {})]
+    return sorted(lacking)
+
+
+def store_proxies(
+    session: Session, name: str, scored: dict[str, dict[str, float | None]], proxies: Sequence[str], *, data: str | None
+) -> list[str]:
+    """Add ``scored`` cells' proxies to their rows' ``extra.proxies``; the header's ``source.proxies``
+    then lists every proxy that all the table's cells have. Returns that list."""
+    if scored:
+        rows = session.scalars(
+            select(TabularResult).where(TabularResult.table_name == name, TabularResult.arch.in_(list(scored)))
+        ).all()
+        for row in rows:
+            extra = dict(row.extra or {})
+            extra["proxies"] = {**(extra.get("proxies") or {}), **scored[row.arch]}
+            row.extra = extra
+        session.flush()
+    table = session.get(TabularTable, name)
+    assert table is not None
+    complete = [p for p in proxies if not rows_lacking_proxies(session, name, [p])]
+    source = dict(table.source or {})
+    held = [p for p in source.get("proxies") or [] if p not in complete] + complete
+    source["proxies"] = held
+    if data is not None:
+        source["proxy_data"] = data
+    table.source = source
+    return held

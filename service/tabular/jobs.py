@@ -73,7 +73,7 @@ def fit_to_table(spec: JobCreate, table: TabularTable) -> JobCreate:
         if name in given and training[name] != prm[key]:
             problems.append(f"training.{name} is {training[name]!r}, the table's is {prm[key]!r}")
         training[name] = prm[key]
-    if table.source is None:  # a table Cellar trained: one seed, one split
+    if not (table.source or {}).get("package"):  # a table Cellar trained: one seed, one split
         if "seed" in given and training["seed"] != table.seed:
             problems.append(f"training.seed is {training['seed']}, the table's cells were trained with seed {table.seed}")
         training["seed"] = table.seed
@@ -86,6 +86,16 @@ def fit_to_table(spec: JobCreate, table: TabularTable) -> JobCreate:
         problems.append(
             f"strategy.pruner is {spec.strategy.pruner!r}, but the table records only epoch {table.epochs} "
             "(no curve to prune on); use \"none\""
+        )
+    held = set(((table.source or {}).get("proxies")) or [])
+    screen = [spec.strategy.screen.proxy] if spec.strategy.screen is not None else []
+    missing = [name for name in dict.fromkeys([*spec.proxies, *screen]) if name not in held]
+    if missing:
+        problems.append(
+            f"the job asks for zero-cost proxies {missing} (objectives, constraints.min_proxies, proxies or "
+            f"strategy.screen), "
+            f"which the table does not hold" + (f" (it holds {sorted(held)})" if held else "")
+            + f"; score them with `cellar table score {table.name} --proxies {','.join(missing)}`"
         )
     if problems:
         raise InvalidRequestError(

@@ -75,6 +75,7 @@ def load_table(store: Store, name: str) -> ResultsTable:
             train_seconds=row.train_seconds,
             original=row.original,
             seed_metrics=tuple(row.seed_metrics) if row.seed_metrics else None,
+            proxies=(row.extra or {}).get("proxies"),
         )
         for row in rows
     }

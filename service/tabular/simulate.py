@@ -147,6 +147,8 @@ class Simulation:
         cancelled where it is; ``abandon`` set: raises ``Stopped``."""
         for encoding in self.spec.strategy.initial_architectures:
             self.study.enqueue_trial(self.space.encode_params(encoding), user_attrs={ORIGIN: "initial"})
+        for encoding in self.screened():
+            self.study.enqueue_trial(self.space.encode_params(encoding), user_attrs={ORIGIN: "screened"})
         resources = self.spec.resources
         self.executor.open_job(self.job_id, self.spec.budget.parallelism,
                                TrialResources(cpus=resources.cpus_per_trial, gpus=resources.gpus_per_trial))  # fmt: skip
@@ -163,6 +165,21 @@ class Simulation:
                         self._handle(event)
             self._advance(cancelled)
         return self.status
+
+    def screened(self) -> list[str]:
+        """``strategy.screen``: the ``keep`` best of ``samples`` random candidates by the table's proxy
+        (best first; a candidate without a score ranks last), drawn with the strategy's seed."""
+        screen = self.spec.strategy.screen
+        if screen is None:
+            return []
+        draw = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=self.spec.strategy.seed))
+        scored = []
+        for index in range(screen.samples):
+            encoding = self.space.sample(draw.ask())
+            found = self.executor.lookup(encoding)
+            value = (found.proxies or {}).get(screen.proxy) if found is not None else None
+            scored.append((value is None, -(value or 0.0), index, encoding))
+        return [encoding for *_, encoding in sorted(scored)[: screen.keep]]
 
     def _advance(self, cancelled: bool) -> None:
         if cancelled and self.stop_reason is None:
@@ -250,9 +267,11 @@ class Simulation:
             flops=flops,
             latency_ms=original.latency_ms,
             train_seconds=original.train_seconds,
+            **(original.setup.get("proxies") or {}),
         )
         if values is None:
             return False
+        row.setup = {"proxies": original.setup.get("proxies")} if original.setup.get("proxies") else {}
         row.state, row.duplicate_of, row.values, row.finished_at = TrialState.COMPLETE, original.number, values, now
         for name in ("val_metric", "test_metric", "loss", "train_seconds", "latency_ms", "split", "worker"):
             setattr(row, name, getattr(original, name))
@@ -274,6 +293,8 @@ class Simulation:
             split_fractions=tuple(spec.training.split),
             max_params=spec.constraints.max_params,
             max_flops=spec.constraints.max_flops,
+            proxies=tuple(spec.proxies),
+            min_proxies=spec.constraints.min_proxies,
             arch=row.encoding,
             search_space=self.space.kind,
         )
@@ -291,7 +312,7 @@ class Simulation:
             self.measured.setdefault(row.arch_hash, (int(data["num_params"]), data.get("flops")))
             if self._pruning and self.objectives.multi:
                 static = self.objectives.static(params=data.get("num_params"), flops=data.get("flops"),
-                                                latency_ms=data.get("latency_ms"))  # fmt: skip
+                                                latency_ms=data.get("latency_ms"), **(data.get("proxies") or {}))  # fmt: skip
                 row.optuna_trial.set_user_attr(STATIC_ATTR, static)
         elif event.kind == "epoch":
             self._on_epoch(row, event.data)
@@ -437,7 +458,7 @@ def write_simulation(session: Any, sim: Simulation) -> None:
             "params": t.params, "distributions": t.distributions, "prm": t.prm, "seed": spec.training_seed,
             "split": t.split, "epochs": spec.budget.epochs, "values": t.values, "val_metric": t.val_metric,
             "test_metric": t.test_metric, "loss": t.loss, "train_seconds": t.train_seconds,
-            "latency_ms": t.latency_ms, "cache_hit": False, "origin": t.origin, "requeued": False,
+            "latency_ms": t.latency_ms, "proxies": t.setup.get("proxies"), "cache_hit": False, "origin": t.origin, "requeued": False,
             "interruptions": 0, "sampler_attrs": t.sampler_attrs, "metric_source_id": metric_id,
             "transform_source_id": transform_id, "worker": t.worker, "error": t.error,
             "started_at": t.started_at, "finished_at": t.finished_at,

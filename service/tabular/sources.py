@@ -156,6 +156,39 @@ def nb201_params(classes: int, in_shape: tuple[int, ...] = (3, 32, 32)) -> Calla
     return count
 
 
+def _header(
+    source: Source, name: str, path: Path, space: Any, *, epochs: int, prm: dict[str, Any], report: ImportReport,
+    details: dict[str, Any],
+) -> TabularTable:
+    """A source's table header: what was read (package, version, file, sha256) and what it holds."""
+    entry = source.datasets[name]
+    version = _package_dir(source)[1]
+    return TabularTable(
+        name=entry.table,
+        search_space=space.kind,
+        space_params=space.params_dict(),
+        dataset=entry.dataset,
+        metric="acc",
+        epochs=epochs,
+        seed=0,
+        training={"prm": prm, "split": None},
+        cellar_version=__version__,
+        origin=f"source: {source.package}=={version}:{name}",
+        source={
+            "package": source.package,
+            "version": version,
+            "file": f"{source.module}/{entry.file}",
+            "sha256": _sha256(path),
+            "dataset": name,
+            **details,
+            "params": f"Cellar's {space.kind} network; the source's in extra.source_params",
+            "params_mismatch": len(report.params_mismatch),
+            "note": entry.note,
+        },
+        final_only=True,
+    )
+
+
 def _read_nb201(source: Source, name: str, root: Path) -> tuple[TabularTable, list[dict[str, Any]], ImportReport]:
     entry = source.datasets[name]
     path = root / entry.file
@@ -198,38 +231,19 @@ def _read_nb201(source: Source, name: str, root: Path) -> tuple[TabularTable, li
             }
         )
     report.cells = len(rows)
-    version = _package_dir(source)[1]
-    header = TabularTable(
-        name=entry.table,
-        search_space="nb201",
-        space_params=space.params_dict(),
-        dataset=entry.dataset,
-        metric="acc",
-        epochs=200,
-        seed=0,
-        training={"prm": {**NB201_TRAINING, "transform": info.transform}, "split": None},
-        cellar_version=__version__,
-        origin=f"source: {source.package}=={version}:{name}",
-        source={
-            "package": source.package,
-            "version": version,
-            "file": f"{source.module}/{entry.file}",
-            "sha256": _sha256(path),
+    header = _header(
+        source, name, path, space, epochs=200, prm={**NB201_TRAINING, "transform": info.transform}, report=report,
+        details={
             "benchmark": "NAS-Bench-201",
             "reference": NB201_REFERENCE,
-            "dataset": name,
             "holds": "per seed: the 200-epoch validation accuracy; per cell: training time (s, 200 epochs), "
             "latency (s), model size (MB of parameters)",
             "missing": "test accuracy, per-epoch curves, losses, FLOPs",
             "search_sees": "the validation accuracy of one seed: training.seed mod the cell's seeds",
             "reported": "the mean validation accuracy over the cell's seeds (the curve's value)",
             "seeds_per_cell": {str(k): v for k, v in sorted(report.seeds.items())},
-            "params": "Cellar's network (16 channels, 5 cells per stage); the source's in extra.source_params",
-            "params_mismatch": len(report.params_mismatch),
-            "note": entry.note,
         },
-        final_only=True,
-    )
+    )  # fmt: skip
     return header, rows, report
 
 
@@ -326,26 +340,11 @@ def _read_nbgraph(source: Source, name: str, root: Path) -> tuple[TabularTable, 
         )  # fmt: skip
     report.cells = len(rows)
     report.seeds = {1: len(rows)}
-    version = _package_dir(source)[1]
-    header = TabularTable(
-        name=entry.table,
-        search_space="nbgraph",
-        space_params=space.params_dict(),
-        dataset=entry.dataset,
-        metric="acc",
-        epochs=1,
-        seed=0,
-        training={"prm": {}, "split": None},
-        cellar_version=__version__,
-        origin=f"source: {source.package}=={version}:{name}",
-        source={
-            "package": source.package,
-            "version": version,
-            "file": f"{source.module}/{entry.file}",
-            "sha256": _sha256(path),
+    header = _header(
+        source, name, path, space, epochs=1, prm={}, report=report,
+        details={
             "benchmark": "NAS-Bench-Graph",
             "reference": NBGRAPH_REFERENCE,
-            "dataset": name,
             "holds": "per architecture: validation and test accuracy (one value each: the light files hold no "
             "seeds), latency (s), parameters (millions)",
             "missing": "per-epoch curves, losses, training time, the training protocol (epochs, learning rate, "
@@ -355,12 +354,8 @@ def _read_nbgraph(source: Source, name: str, root: Path) -> tuple[TabularTable, 
             "epochs": "the final result is recorded as epoch 1: the files do not say how many epochs were trained",
             "clock": "no training time: a simulated job's clock does not move; bound it by max_trials",
             "network": {"dim": dim, "pre_layers": pre, "post_layers": post},
-            "params": "Cellar's network; the source's in extra.source_params",
-            "params_mismatch": len(report.params_mismatch),
-            "note": entry.note,
         },
-        final_only=True,
-    )
+    )  # fmt: skip
     return header, rows, report
 
 

@@ -43,6 +43,7 @@ from typing import Any, get_args
 
 from sqlalchemy import select
 
+from search_spaces import get_search_space
 from service.jobs.spec import JobCreate, StrategySpec
 from service.store import Architecture, Job, Store, Trial, queries, tables, upgrade
 from service.tabular import import_table, load_table
@@ -67,6 +68,12 @@ class Run:
     finished: list[tuple[float, float, float]]
     trials: int
     wall_seconds: float
+    #: the reported metric of each trained (not duplicate) trial, in the order they finished
+    trained: tuple[float, ...] = ()
+
+    def trainings_to(self, target: float) -> int | None:
+        """Trainings until one reached ``target`` (its reported metric), None if none did."""
+        return next((i + 1 for i, value in enumerate(self.trained) if value >= target), None)
 
     def reached(self, budget: float) -> float | None:
         """Test accuracy of the best-validation trial finished within ``budget`` (earliest on ties)."""
@@ -100,14 +107,18 @@ def table_stats(table: ResultsTable) -> dict[str, Any]:
     }
 
 
-def run_job(store: Store, table: ResultsTable, sampler: str, seed: int, limit: float, parallelism: int) -> Run:
+def run_job(
+    store: Store, table: ResultsTable, sampler: str, seed: int, limit: float, parallelism: int, screen_samples: int = 1000
+) -> Run:
+    base, _, proxy = sampler.partition("+")  # evolution+synflow: screened by synflow, its top 20 first
     body = {
         "name": f"{sampler}-{seed}",
         "search_space": {"kind": table.search_space, "params": table.space_params},
         "dataset": table.dataset,
-        "strategy": {"sampler": sampler, "seed": seed, "cache": False},
+        "strategy": {"sampler": base, "seed": seed, "cache": False}
+        | ({"screen": {"proxy": proxy, "samples": screen_samples, "keep": 20}} if proxy else {}),
         # a source's table holds several seeds: repetition r sees seed r (mod the cell's seeds)
-        "training": {"seed": seed if table.source is not None else table.seed},
+        "training": {"seed": seed if table.third_party else table.seed},
         # duplicates of finished trials cost no simulated time: the trial cap keeps a sampler that
         # proposes nothing new from running forever at one instant
         "budget": {"time_limit_s": limit, "max_trials": MAX_TRIALS, "epochs": table.epochs, "parallelism": parallelism},
@@ -138,16 +149,22 @@ def run_job(store: Store, table: ResultsTable, sampler: str, seed: int, limit: f
     assert job.started_at is not None
     with store.read() as session:
         rows = session.execute(
-            select(Trial.state, Trial.finished_at, Trial.val_metric, Architecture.encoding)
+            select(Trial.state, Trial.finished_at, Trial.val_metric, Trial.duplicate_of_trial_id, Architecture.encoding)
             .join(Architecture, Architecture.architecture_id == Trial.architecture_id)
             .where(Trial.job_id == job_id)
         ).all()
+    space = get_search_space(table.search_space, table.space_params)
     finished = [
-        ((r.finished_at - job.started_at).total_seconds(), r.val_metric, reported(table.results[r.encoding]))
+        ((r.finished_at - job.started_at).total_seconds(), r.val_metric, reported(table.results[space.representative(r.encoding)]))
         for r in rows
         if r.state == "complete" and r.finished_at is not None
     ]
-    return Run(sampler, seed, finished, len(rows), wall)
+    trained = tuple(
+        reported(table.results[space.representative(r.encoding)])
+        for r in sorted(rows, key=lambda r: r.finished_at or job.started_at)
+        if r.state == "complete" and r.duplicate_of_trial_id is None
+    )
+    return Run(sampler, seed, finished, len(rows), wall, trained)
 
 
 _WORKER: dict[str, Any] = {}
@@ -161,9 +178,9 @@ def _open_copy(template: Path, name: str) -> None:
     _WORKER.update(store=store, table=load_table(store, name))
 
 
-def _search(task: tuple[str, int], limit: float, parallelism: int) -> Run:
+def _search(task: tuple[str, int], limit: float, parallelism: int, screen_samples: int) -> Run:
     sampler, seed = task
-    return run_job(_WORKER["store"], _WORKER["table"], sampler, seed, limit, parallelism)
+    return run_job(_WORKER["store"], _WORKER["table"], sampler, seed, limit, parallelism, screen_samples)
 
 
 def _fmt(values: list[float], scale: float = 100.0) -> str:
@@ -183,14 +200,22 @@ def main() -> None:
     parser.add_argument("--budgets", default=None, help="simulated seconds, comma-separated")
     parser.add_argument("--parallelism", type=int, default=1, help="trials at a time (NAS-Bench-201: 1)")
     parser.add_argument("--processes", type=int, default=1, help="searches run side by side (one core each)")
+    parser.add_argument("--store", type=Path, default=None, help="a SQLite store holding the table (with --name), e.g. one `cellar table score` filled")
+    parser.add_argument("--name", default=None, help="the table's name in --store")
+    parser.add_argument("--screen-samples", type=int, default=1000, help="candidates a screened sampler (NAME+PROXY) scores")
+    parser.add_argument("--reach", default=None, help="reported metrics (%%), comma-separated: trainings until a search trains one")
     args = parser.parse_args()
 
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="cellar-search-quality-"))
     try:
+        if args.store:
+            shutil.copyfile(args.store, workdir / "bench.db")
         store = Store(f"sqlite:///{workdir / 'bench.db'}")
         upgrade(store)
-        if args.source:
+        if args.store:
+            name = args.name
+        elif args.source:
             name = import_source(store, args.source)[0]
         else:
             name, _, _ = import_table(store, args.table)
@@ -203,8 +228,8 @@ def main() -> None:
         )
         known = set(get_args(StrategySpec.model_fields["sampler"].annotation))
         samplers = [s for s in args.samplers.split(",") if s]
-        skipped = [s for s in samplers if s not in known]
-        samplers = [s for s in samplers if s in known]
+        skipped = [s for s in samplers if s.partition("+")[0] not in known]
+        samplers = [s for s in samplers if s.partition("+")[0] in known]
         store.dispose()
         tasks = [(sampler, seed) for sampler in samplers for seed in range(args.repetitions)]
         runs: dict[str, list[Run]] = {sampler: [] for sampler in samplers}
@@ -212,13 +237,14 @@ def main() -> None:
         with ProcessPoolExecutor(
             args.processes, mp_context=context, initializer=_open_copy, initargs=(workdir / "bench.db", name)
         ) as pool:
-            for run in pool.map(_search, tasks, [max(budgets)] * len(tasks), [args.parallelism] * len(tasks)):
+            for run in pool.map(_search, tasks, [max(budgets)] * len(tasks), [args.parallelism] * len(tasks),
+                                [args.screen_samples] * len(tasks)):  # fmt: skip
                 runs[run.sampler].append(run)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    what = "test accuracy" if table.source is None else "mean validation accuracy over seeds"
-    if table.source is None:
+    what = "test accuracy" if not table.third_party else "mean validation accuracy over seeds"
+    if not table.third_party:
         print(
             f"Table `{name}`: {table.describe()}; {stats['unique']:,} trained (one per isomorphism class); "
             f"test accuracy best {stats['best_test'] * 100:.2f}, median {stats['median_test'] * 100:.2f}; "
@@ -238,7 +264,7 @@ def main() -> None:
         f"{args.repetitions} seeds; regret = the best {what} in the table ({stats['best_test'] * 100:.2f}) "
         f"minus it; parallelism {args.parallelism}.\n"
     )
-    label = "test acc" if table.source is None else "mean val acc"
+    label = "test acc" if not table.third_party else "mean val acc"
     header = ["sampler"] + [f"{b:g} s: {label}" for b in budgets] + [f"{b:g} s: regret" for b in budgets]
     header += ["trials (mean)", "wall s / search"]
     print("| " + " | ".join(header) + " |")
@@ -254,16 +280,33 @@ def main() -> None:
         cells.append(f"{statistics.fmean(r.trials for r in sampler_runs):.0f}")
         cells.append(f"{statistics.fmean(r.wall_seconds for r in sampler_runs):.1f}")
         print("| " + " | ".join(cells) + " |")
+    if args.reach:
+        targets = [float(t) for t in args.reach.split(",")]
+        print(f"\nTrainings until a search trained a cell with {what} at least the target (median over the runs that did, "
+              f"and how many did within {max(budgets):g} s); screened samplers (NAME+PROXY) scored "
+              f"{args.screen_samples} random candidates first, without training them.\n")
+        print("| sampler | " + " | ".join(f"≥ {t:g}" for t in targets) + " |")
+        print("|" + "---|" * (len(targets) + 1))
+        for sampler, sampler_runs in runs.items():
+            cells = [sampler]
+            for target in targets:
+                reached_at = [n for r in sampler_runs if (n := r.trainings_to(target / 100)) is not None]
+                median = f"{statistics.median(reached_at):.0f}" if reached_at else "-"
+                cells.append(f"{median} ({len(reached_at)}/{len(sampler_runs)})")
+            print("| " + " | ".join(cells) + " |")
     if skipped:
         print(f"\nskipped (not samplers of this Cellar): {', '.join(skipped)}")
     table_arg = args.table.relative_to(ROOT.parent) if args.table.is_relative_to(ROOT.parent) else args.table
-    chosen = f"--source {args.source}" if args.source else f"--table {table_arg}"
+    chosen = (f"--store {args.store} --name {args.name}" if args.store else
+              f"--source {args.source}" if args.source else f"--table {table_arg}")  # fmt: skip
     print(
         f"\n{sum(len(r) for r in runs.values())} searches in {time.perf_counter() - started:.0f} s: "
         f"`.venv/bin/python benchmarks/search_quality.py {chosen} "
         f"--samplers {','.join(samplers)} --repetitions {args.repetitions} "
         f"--budgets {','.join(f'{b:g}' for b in budgets)} --parallelism {args.parallelism} "
-        f"--processes {args.processes}`"
+        f"--processes {args.processes}"
+        + (f" --screen-samples {args.screen_samples}" if any("+" in s for s in samplers) else "")
+        + (f" --reach {args.reach}" if args.reach else "") + "`"
     )
 
 

@@ -60,6 +60,8 @@ def _choices(values: list[str] | tuple[str, ...]) -> str:
 class SearchSpaceSpec(_Body):
     kind: str = Field(description=f"one of the registered search spaces: {', '.join(search_space_kinds())}")
     params: dict[str, Any] = Field(default_factory=dict, description="the space's own parameters")
+    #: the parameters the body set itself (before the space's defaults filled the rest in)
+    _given: frozenset[str] = PrivateAttr(default=frozenset())
 
     @field_validator("kind")
     @classmethod
@@ -79,6 +81,7 @@ class SearchSpaceSpec(_Body):
             )
             allowed = ", ".join(space.Params.model_fields)
             raise ValueError(f"{problems} (parameters of {self.kind!r}: {allowed})") from None
+        self._given = frozenset(self.params)
         self.params = validated.model_dump(mode="json")
         return self
 

@@ -124,10 +124,15 @@ class _Cifar(FileDataset):
             batches.append({k.decode() if isinstance(k, bytes) else k: v for k, v in raw.items()})
         return batches
 
-    def _read(self, root: Path) -> ArrayData:
+    def _arrays(self, root: Path) -> tuple[np.ndarray, np.ndarray]:
+        """The batches' images (uint8, shaped as ``info.in_shape``) and labels, concatenated."""
         batches = self._batches(root)
-        x = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches]).reshape(-1, 3, 32, 32)
+        x = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches]).reshape(-1, *self.info.in_shape)
         y = np.concatenate([np.asarray(b[self.label_key], dtype=np.int64) for b in batches])
+        return x, y
+
+    def _read(self, root: Path) -> ArrayData:
+        x, y = self._arrays(root)
         return ArrayData(x=x.astype(np.float32) / 255.0, y=y)
 
 
@@ -186,9 +191,7 @@ class ImageNet16(_Cifar):
     )
 
     def _read(self, root: Path) -> ArrayData:
-        batches = self._batches(root)
-        x = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches]).reshape(-1, 3, 16, 16)
-        y = np.concatenate([np.asarray(b[self.label_key], dtype=np.int64) for b in batches])  # 1..1000
+        x, y = self._arrays(root)  # labels 1..1000
         keep = (y >= 1) & (y <= self.classes)
         return ArrayData(x=x[keep].astype(np.float32) / 255.0, y=y[keep] - 1)
 

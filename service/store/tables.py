@@ -180,10 +180,17 @@ def rows_lacking_proxies(session: Session, name: str, proxies: Sequence[str]) ->
 
 
 def store_proxies(
-    session: Session, name: str, scored: dict[str, dict[str, float | None]], proxies: Sequence[str], *, data: str | None
+    session: Session,
+    name: str,
+    scored: dict[str, dict[str, float | None]],
+    proxies: Sequence[str],
+    *,
+    data: str | None,
+    update_header: bool = True,
 ) -> list[str]:
-    """Add ``scored`` cells' proxies to their rows' ``extra.proxies``; the header's ``source.proxies``
-    then lists every proxy that all the table's cells have. Returns that list."""
+    """Add ``scored`` cells' proxies to their rows' ``extra.proxies``; with ``update_header`` the
+    header's ``source.proxies`` then lists every proxy that all the table's cells have (a scan of the
+    table: done once a run's last cells are in). Returns that list (empty without ``update_header``)."""
     if scored:
         rows = session.scalars(
             select(TabularResult).where(TabularResult.table_name == name, TabularResult.arch.in_(list(scored)))
@@ -193,6 +200,8 @@ def store_proxies(
             extra["proxies"] = {**(extra.get("proxies") or {}), **scored[row.arch]}
             row.extra = extra
         session.flush()
+    if not update_header:
+        return []
     table = session.get(TabularTable, name)
     assert table is not None
     complete = [p for p in proxies if not rows_lacking_proxies(session, name, [p])]

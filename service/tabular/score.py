@@ -99,7 +99,9 @@ def score_table(
         done += 1
         if len(scored) >= _CHUNK or done == len(todo):
             with store.write() as session:
-                complete = tables.store_proxies(session, name, scored, proxies, data=source_data)
+                complete = tables.store_proxies(
+                    session, name, scored, proxies, data=source_data, update_header=done == len(todo)
+                )
             scored = {}
             if on_progress is not None:
                 on_progress(done, len(todo))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from .protocol import TrialPayload
+from .protocol import ScreenRequest, TrialPayload
 
-__all__ = ["Executor", "ExecutorEvent", "ExecutorError", "TrialResources"]
+__all__ = ["Executor", "ExecutorEvent", "ExecutorError", "TrialResources", "gather"]
 
 
 class ExecutorError(Exception):
@@ -89,6 +91,11 @@ class Executor(ABC):
     @abstractmethod
     def poll(self, timeout: float) -> list[ExecutorEvent]: ...
 
+    def score(self, job_id: int, request: ScreenRequest) -> Future[list[float | None]]:
+        """Score ``request``'s candidates, untrained, on the job's slots (``strategy.screen``); the
+        future holds one value per candidate, in order. Called before the job's first trial."""
+        raise ExecutorError(f"{type(self).__name__} cannot score candidates; strategy.screen needs workers")
+
     #: whether nodes may join later (an external cluster); a job no node can run then waits
     elastic: bool = False
     #: results are looked up, not trained (``TabularExecutor``): kept out of the result cache
@@ -112,3 +119,27 @@ class Executor(ABC):
 
     def shutdown(self) -> None:  # noqa: B027 - nothing to release by default
         pass
+
+
+def gather(parts: list[Future[list[Any]]]) -> Future[list[Any]]:
+    """One future of the parts' lists joined in order; it fails with the first part that fails."""
+    joined: Future[list[Any]] = Future()
+    left = [len(parts)]
+    lock = threading.Lock()  # the parts complete on other threads (Ray's)
+
+    def done(_part: Future[list[Any]]) -> None:
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            failed = next((part.exception() for part in parts if part.exception() is not None), None)
+            if failed is not None:
+                joined.set_exception(failed)
+            else:
+                joined.set_result([value for part in parts for value in part.result()])
+
+    if not parts:
+        joined.set_result([])
+    for part in parts:
+        part.add_done_callback(done)
+    return joined

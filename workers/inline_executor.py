@@ -16,10 +16,11 @@ import dataclasses
 import random
 import traceback
 from collections import deque
+from concurrent.futures import Future
 from typing import Any
 
 from .executor import Executor, ExecutorEvent, TrialResources
-from .protocol import CLEAN_ERRORS, TrialPayload
+from .protocol import CLEAN_ERRORS, ScreenRequest, TrialPayload
 
 __all__ = ["InlineExecutor"]
 
@@ -64,6 +65,22 @@ class InlineExecutor(Executor):
         payload = dataclasses.replace(payload, memory_limit_mb=None)
         if self._run(payload.trial_id, "setup", "setup", payload.to_dict()):
             self._run(payload.trial_id, "epoch", "train_epoch")
+
+    def score(self, job_id: int, request: ScreenRequest) -> Future[list[float | None]]:
+        """Scored here and now, by one runner (the job's first slot's)."""
+        from .screen import score_candidates
+
+        key = (job_id, 0)
+        if key not in self._runners:
+            from .runner import TrialRunner
+
+            self._runners[key] = TrialRunner(threads=1)
+        future: Future[list[float | None]] = Future()
+        try:
+            future.set_result(score_candidates(self._runners[key], request.to_dict()))
+        except Exception as error:
+            future.set_exception(error)
+        return future
 
     def train_epoch(self, trial_id: int) -> None:
         self._run(trial_id, "epoch", "train_epoch")

@@ -13,7 +13,7 @@ from typing import Any
 
 from search_spaces.datasets import DEFAULT_SPLIT
 
-__all__ = ["CLEAN_ERRORS", "EpochReport", "FinalReport", "SetupReport", "TrialError", "TrialPayload"]
+__all__ = ["CLEAN_ERRORS", "EpochReport", "FinalReport", "ScreenRequest", "SetupReport", "TrialError", "TrialPayload"]
 
 #: exception types after which a worker is known to be clean and may run the next trial; after any
 #: other (out of memory above all) its process is replaced, so nothing leaks into the next trial
@@ -83,6 +83,40 @@ class TrialPayload:
         data = dict(data)
         data["split_fractions"] = tuple(data.get("split_fractions", DEFAULT_SPLIT))
         data["proxies"] = tuple(data.get("proxies", ()))
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class ScreenRequest:
+    """Candidates for a worker to score, untrained, with one zero-cost proxy (``strategy.screen``).
+
+    The worker builds each candidate's code from the space itself (``search_space``, its
+    ``space_params`` and ``task``), so that a thousand candidates cross the wire as a thousand
+    encodings; ``template`` is the job's trial payload (dataset, split, prm, seed, device)."""
+
+    template: TrialPayload
+    search_space: str
+    space_params: dict[str, Any]
+    task: str | None
+    encodings: list[str]
+    proxy: str
+
+    def split(self, parts: int) -> list[ScreenRequest]:
+        """The candidates in at most ``parts`` contiguous shares, in order (none empty)."""
+        size = -(-len(self.encodings) // max(1, parts)) if self.encodings else 1
+        return [
+            ScreenRequest(self.template, self.search_space, self.space_params, self.task,
+                          self.encodings[start : start + size], self.proxy)  # fmt: skip
+            for start in range(0, len(self.encodings), size)
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScreenRequest:
+        data = dict(data)
+        data["template"] = TrialPayload.from_dict(data["template"])
         return cls(**data)
 
 

@@ -13,6 +13,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,8 +26,8 @@ import psutil  # noqa: E402
 import ray  # noqa: E402
 from ray.exceptions import RayActorError, RayTaskError, TaskCancelledError  # noqa: E402
 
-from .executor import Executor, ExecutorError, ExecutorEvent, TrialResources  # noqa: E402
-from .protocol import CLEAN_ERRORS, TrialError, TrialPayload  # noqa: E402
+from .executor import Executor, ExecutorError, ExecutorEvent, TrialResources, gather  # noqa: E402
+from .protocol import CLEAN_ERRORS, ScreenRequest, TrialError, TrialPayload  # noqa: E402
 
 __all__ = ["PRELOAD_MODULE", "RayExecutor"]
 
@@ -73,6 +74,14 @@ class _TrialActor:
     def reset(self) -> None:
         self._failed = False
         self._runner.reset()
+
+    def score(self, request: dict[str, Any]) -> list[float | None]:
+        from workers.screen import score_candidates
+
+        try:
+            return score_candidates(self._runner, request)
+        except Exception as error:
+            raise TrialError(type(error).__name__, str(error), traceback.format_exc(), None) from None
 
     def pid(self) -> int:
         return os.getpid()
@@ -233,6 +242,16 @@ class RayExecutor(Executor):
         self._trial_slot[payload.trial_id] = (job_id, slot)
         self._submit(payload.trial_id, "setup", slot.actor.setup.remote(payload.to_dict()))
         self._submit(payload.trial_id, "epoch", slot.actor.train_epoch.remote())
+
+    def score(self, job_id: int, request: ScreenRequest) -> Future[list[float | None]]:
+        """Each of the job's slots scores a contiguous share of the candidates."""
+        pool = self._pools[job_id]
+        parts = []
+        for slot, share in zip(pool.slots, request.split(len(pool.slots)), strict=False):
+            if slot.actor is None:
+                slot.actor = self._new_actor(pool.resources)
+            parts.append(slot.actor.score.remote(share.to_dict()).future())
+        return gather(parts)
 
     def train_epoch(self, trial_id: int) -> None:
         if trial_id not in self._ahead:

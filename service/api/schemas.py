@@ -117,6 +117,21 @@ class TrialsPublic(BaseModel):
     count: int
 
 
+class ScreenedCandidate(BaseModel):
+    encoding: str
+    score: float | None
+
+
+class ScreenPublic(BaseModel):
+    """A finished ``strategy.screen`` of a job that trains: what its workers scored, what it kept."""
+
+    proxy: str
+    samples: int = Field(description="candidates drawn and scored (not trained)")
+    scored: int = Field(description="of those, the ones the proxy is defined for")
+    seconds: float = Field(description="wall-clock seconds the workers took to score them")
+    kept: list[ScreenedCandidate] = Field(description="trained first, best first")
+
+
 class JobPublic(BaseModel):
     id: int
     name: str
@@ -131,6 +146,9 @@ class JobPublic(BaseModel):
     max_trials: int | None
     simulated_on: str | None = Field(
         None, description="the results table the job is simulated on (its times are simulated); null: trained"
+    )
+    screen: ScreenPublic | None = Field(
+        None, description="strategy.screen, once the workers scored the candidates (jobs that train); null: none yet"
     )
     best_trial: TrialPublic | None = Field(description="single objective: the best complete trial")
     best_trials: list[TrialPublic] = Field(description="the non-dominated complete trials")

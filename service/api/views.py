@@ -7,6 +7,7 @@ from typing import Any
 
 from search_spaces import SearchSpaceError, get_search_space
 
+from ..jobs.screen import ATTR as SCREEN_ATTR
 from ..jobs.strategies import pareto
 from ..store import Job, Trial, TrialState
 from .schemas import EpochPublic, JobPublic, ParetoPublic, TrialCounts, TrialPublic
@@ -159,6 +160,7 @@ def job_public(job: Job, counts: dict[str, int], trials: Sequence[Trial]) -> Job
         counts=TrialCounts(**counts),
         max_trials=job.spec.get("budget", {}).get("max_trials"),
         simulated_on=(job.spec.get("executor") or {}).get("table"),
+        screen=(job.sampler_attrs or {}).get(SCREEN_ATTR),
         best_trial=trial_public(best, job.metric) if best is not None else None,
         best_trials=[trial_public(t, job.metric) for t in front],
         spec=job.spec,

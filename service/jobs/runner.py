@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,9 +42,10 @@ from .identity import arch_hash, dedup_hash
 from .objectives import Objectives, build_study
 from .replay import replay_trial
 from .reports import ORIGIN, RETRY_OF, TrialReports
+from .screen import Screening
 from .spec import JobCreate
 
-__all__ = ["JobRunner"]
+__all__ = ["JobRunner", "job_payload"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,32 @@ class _Relaunch:
         return cls(trial.trial_id, trial.number, arch.encoding, arch.nn_name, arch.nn_code, dict(trial.prm))
 
 
+def job_payload(job_id: int, spec: JobCreate, settings: Settings | None, search_space: str) -> TrialPayload:
+    """The payload fields a job's trials share (the trial's own are blank: id 0, number -1)."""
+    return TrialPayload(
+        trial_id=0,
+        job_id=job_id,
+        number=-1,
+        nn_name="",
+        nn_code="",
+        dataset=spec.dataset,
+        prm=dict(spec.prm),
+        epochs=spec.budget.epochs,
+        seed=spec.training_seed,
+        split_seed=spec.training_seed,
+        split_fractions=tuple(spec.training.split),
+        data_dir=str(settings.data_dir) if settings is not None and settings.data_dir else None,
+        threads=max(1, int(spec.resources.cpus_per_trial)),
+        use_gpu=spec.resources.gpus_per_trial > 0,
+        max_params=spec.constraints.max_params,
+        max_flops=spec.constraints.max_flops,
+        proxies=tuple(spec.proxies),
+        min_proxies=spec.constraints.min_proxies,
+        memory_limit_mb=spec.resources.memory_mb_per_trial,
+        search_space=search_space,
+    )
+
+
 class JobRunner:
     """Drives one job's search. Every method runs on the manager thread."""
 
@@ -107,6 +134,8 @@ class JobRunner:
             seed=self.spec.strategy.seed,
         )
         self.reports = TrialReports(self)
+        #: what every trial's payload shares; ``_start`` fills in the trial's own fields
+        self.template = job_payload(job_id, self.spec, settings, self.space.kind)
         #: workers write the weights of finished trials (a simulated executor trains nothing)
         self.weights = (
             KeptWeights(ArtifactStore(settings.artifacts_dir), store, self.spec, job_id)
@@ -125,6 +154,7 @@ class JobRunner:
         self.transform_source_id: int | None = None
         self._unsaved: _Unsaved | None = None
         self._relaunch: list[_Relaunch] = []
+        self.screening: Screening | None = None
 
     @property
     def running(self) -> dict[int, Any]:
@@ -162,6 +192,7 @@ class JobRunner:
             retried = {t.retry_of_trial_id for t in trials if t.retry_of_trial_id is not None}
             pending_retries = [t for t in trials if t.requeued and t.trial_id not in retried]
             initial_asked = sum(1 for t in trials if t.origin == "initial")
+            screened_asked = sum(1 for t in trials if t.origin == "screened")
             self._relaunch = [_Relaunch.of(t) for t in trials if t.number in interrupted]
             self.gate.restore_study_attrs(session.get(Job, self.job_id).sampler_attrs)  # type: ignore[union-attr]
         for trial in pending_retries:
@@ -169,11 +200,9 @@ class JobRunner:
         for encoding in self.spec.strategy.initial_architectures[initial_asked:]:
             self.study.enqueue_trial(self.space.encode_params(encoding), user_attrs={ORIGIN: "initial"})
         self.slots = slots
-        self.executor.open_job(
-            self.job_id,
-            slots,
-            TrialResources(cpus=self.spec.resources.cpus_per_trial, gpus=self.spec.resources.gpus_per_trial),
-        )
+        resources = self.spec.resources
+        self.executor.open_job(self.job_id, slots, TrialResources(cpus=resources.cpus_per_trial, gpus=resources.gpus_per_trial))
+        self.screening = Screening.resume(self, self.template, screened_asked)
 
     # ---- the loop's entry points -------------------------------------------------------------
     def advance(self, cancel_requested: bool) -> None:
@@ -188,6 +217,8 @@ class JobRunner:
         if self.stop_reason is None and self.reports.fatal_error is not None:
             self._stop("failed", self.reports.fatal_error)
         self._check_timeouts()
+        if self.stop_reason is None and self.screening is not None and not self.screening.settle():
+            return  # the workers are scoring the candidates (``strategy.screen``)
         while self._relaunch and self.stop_reason is None and self.executor.free_slots(self.job_id) > 0:
             again = self._relaunch.pop(0)
             self._start(again.trial_id, self.gate.running_trial(again.number), again.encoding, again.nn_name,
@@ -269,30 +300,10 @@ class JobRunner:
         self, trial_id: int, trial: optuna.Trial, encoding: str, nn_name: str, nn_code: str, prm: dict[str, Any]
     ) -> None:
         """Hand a stored trial to a worker."""
-        payload = TrialPayload(
-            trial_id=trial_id,
-            job_id=self.job_id,
-            number=trial.number,
-            nn_name=nn_name,
-            nn_code=nn_code,
-            dataset=self.spec.dataset,
-            prm=prm,
-            epochs=self.spec.budget.epochs,
-            seed=self.spec.training_seed,
-            split_seed=self.spec.training_seed,
-            split_fractions=tuple(self.spec.training.split),
-            data_dir=str(self.settings.data_dir) if self.settings.data_dir else None,
-            threads=max(1, int(self.spec.resources.cpus_per_trial)),
-            use_gpu=self.spec.resources.gpus_per_trial > 0,
-            max_params=self.spec.constraints.max_params,
-            max_flops=self.spec.constraints.max_flops,
-            proxies=tuple(self.spec.proxies), min_proxies=self.spec.constraints.min_proxies,
-            memory_limit_mb=self.spec.resources.memory_mb_per_trial,
-            arch=encoding,
-            search_space=self.space.kind,
-            weights_path=str(self.weights.path(trial.number)) if self.weights is not None else None,
-        )
         self.reports.started(trial_id, trial)
+        weights = str(self.weights.path(trial.number)) if self.weights is not None else None
+        payload = replace(self.template, trial_id=trial_id, number=trial.number, nn_name=nn_name, nn_code=nn_code,
+                          prm=prm, arch=encoding, weights_path=weights)  # fmt: skip
         self.executor.start_trial(self.job_id, payload)
         if self.spec.strategy.pruner == "none":
             # nothing is decided between epochs: the worker runs them and the finish back to back

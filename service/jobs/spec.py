@@ -138,8 +138,8 @@ class StrategySpec(_Body):
     screen: ScreenSpec | None = Field(
         None,
         description=(
-            "zero-cost screening: score many random candidates with a proxy and train the best first; "
-            "simulated jobs only for now (the table must hold the proxy: `cellar table score`)"
+            "zero-cost screening: score many random candidates with a proxy and train the best first "
+            "(on the workers; a simulated job reads the scores from its table: `cellar table score`)"
         ),
     )
     reproducible: bool = Field(
@@ -409,12 +409,9 @@ class JobCreate(_Body):
     @model_validator(mode="after")
     def _needed_proxies(self) -> JobCreate:
         wanted = set(self.proxies) | {o.metric for o in self.objectives or []} | set(self.constraints.min_proxies or {})
+        if self.strategy.screen is not None:
+            wanted.add(self.strategy.screen.proxy)  # the trained candidates record the score they were kept by
         self.proxies = [name for name in PROXIES if name in wanted]  # type: ignore[misc]
-        if self.strategy.screen is not None and self.executor is None:
-            raise ValueError(
-                "strategy.screen: screening runs on results tables only for now (\"executor\": {\"table\": NAME} "
-                "with the proxy scored: `cellar table score NAME --proxies PROXY`); drop it to train every candidate"
-            )
         return self
 
     @model_validator(mode="after")

@@ -23,7 +23,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,8 @@ from ..jobs.gate import AskTellGate
 from ..jobs.identity import arch_hash, dedup_hash
 from ..jobs.objectives import Objectives, build_study
 from ..jobs.reports import ORIGIN, error_signature, fail_fast_error
+from ..jobs.runner import job_payload
+from ..jobs.screen import draw, rank
 from ..jobs.spec import JobCreate
 from ..jobs.strategies import CURVE_ATTR, STATIC_ATTR
 from ..store import Job, JobStatus, Store, TrialState, leases, simulated
@@ -167,19 +169,17 @@ class Simulation:
         return self.status
 
     def screened(self) -> list[str]:
-        """``strategy.screen``: the ``keep`` best of ``samples`` random candidates by the table's proxy
-        (best first; a candidate without a score ranks last), drawn with the strategy's seed."""
+        """``strategy.screen``: the ``keep`` best of ``samples`` random candidates by the table's proxy,
+        best first (``service.jobs.screen``: the candidates a job that trains would score)."""
         screen = self.spec.strategy.screen
         if screen is None:
             return []
-        draw = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=self.spec.strategy.seed))
-        scored = []
-        for index in range(screen.samples):
-            encoding = self.space.sample(draw.ask())
+        encodings = draw(self.space, self.spec.strategy.seed, screen.samples)
+        values = []
+        for encoding in encodings:
             found = self.executor.lookup(encoding)
-            value = (found.proxies or {}).get(screen.proxy) if found is not None else None
-            scored.append((value is None, -(value or 0.0), index, encoding))
-        return [encoding for *_, encoding in sorted(scored)[: screen.keep]]
+            values.append((found.proxies or {}).get(screen.proxy) if found is not None else None)
+        return [encoding for encoding, _ in rank(encodings, values, screen.keep)]
 
     def _advance(self, cancelled: bool) -> None:
         if cancelled and self.stop_reason is None:
@@ -278,26 +278,8 @@ class Simulation:
         return True
 
     def _payload(self, row: SimTrial) -> TrialPayload:
-        spec = self.spec
-        return TrialPayload(
-            trial_id=row.number,
-            job_id=self.job_id,
-            number=row.number,
-            nn_name="",
-            nn_code="",
-            dataset=spec.dataset,
-            prm=row.prm,
-            epochs=spec.budget.epochs,
-            seed=spec.training_seed,
-            split_seed=spec.training_seed,
-            split_fractions=tuple(spec.training.split),
-            max_params=spec.constraints.max_params,
-            max_flops=spec.constraints.max_flops,
-            proxies=tuple(spec.proxies),
-            min_proxies=spec.constraints.min_proxies,
-            arch=row.encoding,
-            search_space=self.space.kind,
-        )
+        template = job_payload(self.job_id, self.spec, None, self.space.kind)
+        return replace(template, trial_id=row.number, number=row.number, prm=row.prm, arch=row.encoding)
 
     # ---- reports: the runner's TrialReports, in memory -----------------------------------------
     @property

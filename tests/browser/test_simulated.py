@@ -1,5 +1,6 @@
 """A job simulated on a results table, in the dashboard: marked as such in the jobs list and on its
-page, with its simulated time (a server with a real job manager, a real browser)."""
+page, with its simulated time; a screened job, with what its workers scored (a server with a real
+job manager, a real browser)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,24 @@ def test_a_simulated_job_is_marked_in_the_list_and_on_its_page(browser: Any, sim
         assert page.locator("[data-fact='simulated on'] b").inner_text() == "table nb201-c4-4ops-digits"
         assert page.locator("[data-fact='simulated time']").count() == 1
         assert page.locator("[data-fact='elapsed']").count() == 0
+        offline.check_clean()
+    finally:
+        offline.close()
+
+
+def test_a_screened_job_shows_what_its_workers_scored(browser: Any, simulated: Any) -> None:
+    server, _ = simulated
+    body = {"name": "screened", "search_space": {"kind": "nb201", "params": {"channels": 4, "cells_per_stage": 1}},
+            "dataset": "digits", "strategy": {"sampler": "random", "screen": {"proxy": "synflow", "samples": 12, "keep": 2}},
+            "budget": {"max_trials": 3, "epochs": 1}}  # fmt: skip
+    job_id = submit(server, body)
+    assert wait(server, job_id)["status"] == "succeeded"
+    offline = Offline(browser, server)
+    try:
+        page = offline.page(f"/jobs/{job_id}")
+        page.wait_for_selector("[data-fact='screened']")
+        text = page.locator("[data-fact='screened'] b").inner_text()
+        assert text.startswith("12 by synflow in ") and text.endswith(", best 2 first"), text
         offline.check_clean()
     finally:
         offline.close()

@@ -626,3 +626,44 @@ def test_prompt_examples_are_the_best_distinct_models_with_compact_code(server: 
         assert "class Net" in example["code"] and len(example["code"]) < len(row["nn_code"])
     bad = httpx.get(f"{server.url}/v1/prompt-examples", params={"k": 0}, timeout=30)
     assert bad.status_code == 422
+
+
+def test_a_screened_job_is_scored_on_its_ray_workers_then_trains_the_best_first(server: Server) -> None:
+    tiny = {"kind": "nb201", "params": {"channels": 4, "cells_per_stage": 1}}
+    screen = {"proxy": "synflow", "samples": 60, "keep": 3}
+    body = job_body(name="screened", search_space=tiny, strategy={"sampler": "evolution", "seed": 3, "screen": screen},
+                    budget={"max_trials": 5, "epochs": 1, "parallelism": 2})  # fmt: skip
+    job = server.wait(submit(server, body)["id"])
+    assert job["status"] == "succeeded", job["error"]
+    record = job["screen"]
+    assert (record["proxy"], record["samples"], record["scored"]) == ("synflow", 60, 60)
+    kept = [entry["score"] for entry in record["kept"]]
+    assert len(kept) == 3 and kept == sorted(kept, reverse=True)
+    trials = get(server, f"/v1/jobs/{job['id']}/trials")["data"]
+    first = sorted(trials, key=lambda t: t["number"])[:3]
+    assert [t["arch"] for t in first] == [entry["encoding"] for entry in record["kept"]]
+    # trained on the workers that scored them: the same network, seed and batch give the same score
+    assert [t["proxies"]["synflow"] for t in first] == pytest.approx(kept, rel=1e-9)
+
+
+def test_a_cancel_while_the_workers_score_stops_the_job_at_once(server: Server) -> None:
+    big = {"kind": "nb201", "params": {"channels": 16, "cells_per_stage": 5}}
+    screen = {"proxy": "naswot", "samples": 20_000, "keep": 10}  # about an hour of scoring here
+    body = job_body(name="screen-cancel", search_space=big, strategy={"screen": screen},
+                    budget={"max_trials": 20, "epochs": 1, "parallelism": 2})  # fmt: skip
+    job = submit(server, body)
+    deadline = time.monotonic() + 60
+    while get(server, f"/v1/jobs/{job['id']}")["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(2)  # drawing the 20,000 candidates (about 4 s) or scoring them
+    asked = time.monotonic()
+    response = httpx.post(f"{server.url}/v1/jobs/{job['id']}/cancel", headers=AUTH, timeout=30)
+    assert response.status_code == 200
+    while (current := get(server, f"/v1/jobs/{job['id']}"))["status"] != "cancelled":
+        assert time.monotonic() - asked < 20, current
+        time.sleep(0.1)
+    assert current["screen"] is None and get(server, f"/v1/jobs/{job['id']}/trials")["count"] == 0
+    # the slots are free again: the next job runs
+    after = server.wait(submit(server, job_body(name="after-cancel", budget={"max_trials": 2, "epochs": 1}))["id"])
+    assert after["status"] == "succeeded"

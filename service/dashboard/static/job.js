@@ -39,6 +39,10 @@ function renderHead() {
   ];
   // a job looked up in a results table, on its simulated clock (GET /v1/jobs/{id}: simulated_on)
   if (job.simulated_on) facts.unshift(["simulated on", `table ${job.simulated_on}`]);
+  // strategy.screen: scored on the workers before the first trial (GET /v1/jobs/{id}: screen)
+  const screen = strategy().screen;
+  if (job.screen) facts.push(["screened", `${job.screen.samples} by ${job.screen.proxy} in ${duration(job.screen.seconds)}, best ${job.screen.kept.length} first`]);
+  else if (screen && !job.simulated_on && !job.finished_at) facts.push(["screened", `scoring ${screen.samples} by ${screen.proxy}…`]);
   $("job-summary").replaceChildren(...facts.map(([k, v]) => el("span", { "data-fact": k }, `${k} `, el("b", { text: v }))));
   const share = job.max_trials ? finished / job.max_trials : job.finished_at ? 1 : 0;
   $("job-progress").style.width = `${Math.min(100, share * 100).toFixed(1)}%`;

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from pydantic import ValidationError
 from sqlalchemy import select
 
 from search_spaces import get_search_space
@@ -133,7 +132,7 @@ def test_a_stored_proxy_is_an_objective_of_a_simulated_job(scored: Store) -> Non
         assert values[1] == table.results[encoding].proxies["synflow"] == proxies["synflow"]
 
 
-def test_screening_a_job_that_trains_is_refused_until_it_is_built() -> None:
-    with pytest.raises(ValidationError, match="screening runs on results tables only for now"):
-        JobCreate.model_validate({"search_space": {"kind": "nb201"}, "dataset": "digits", "budget": {"max_trials": 3},
-                                  "strategy": {"screen": {"proxy": "synflow"}}})  # fmt: skip
+def test_a_screened_job_records_the_screening_proxy_with_every_trained_candidate() -> None:
+    spec = JobCreate.model_validate({"search_space": {"kind": "nb201"}, "dataset": "digits", "budget": {"max_trials": 3},
+                                     "strategy": {"screen": {"proxy": "naswot"}}, "proxies": ["synflow"]})  # fmt: skip
+    assert spec.proxies == ["synflow", "naswot"]

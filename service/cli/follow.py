@@ -67,6 +67,14 @@ def eta_text(job: dict[str, Any], now: float | None = None) -> str:
     return f"ETA {minutes}:{seconds:02d}" if minutes < 60 else f"ETA {minutes // 60}h{minutes % 60:02d}m"
 
 
+def screen_text(job: dict[str, Any]) -> str:
+    """While the workers score a screened job's candidates (``strategy.screen``), before any trial."""
+    screen = (job["spec"].get("strategy") or {}).get("screen")
+    if not screen or job.get("screen") or job["status"] != "running" or job["spec"].get("executor"):
+        return ""
+    return f"scoring {screen['samples']} candidates by {screen['proxy']}"
+
+
 class _Running:
     """The trials running now and their last finished epoch, from ``trial`` events."""
 
@@ -144,7 +152,7 @@ def follow(client: CellarClient, job: dict[str, Any], *, as_json: bool = False) 
                 description=job["status"],
                 best=best_text(job),
                 eta=eta_text(job),
-                running=running.text(),
+                running=running.text() or screen_text(job),
             )
     return job
 

@@ -17,6 +17,7 @@ same). A cancel or a time limit during the scoring stops it at once.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -139,9 +140,9 @@ class Screening:
         for encoding, _score in kept:
             runner.study.enqueue_trial(runner.space.encode_params(encoding), user_attrs={ORIGIN: "screened"})
         log.info(
-            "job %s: %d of %d candidates scored in %.1f s; the best %d train first (%s %s to %s)",
+            "job %s: %d of %d candidates scored in %.1f s; the best %d train first (%s %.4g to %.4g)",
             runner.job_id, record["scored"], len(values), record["seconds"], len(kept), screen.proxy,
-            kept[0][1] if kept else None, kept[-1][1] if kept else None,
+            (kept[0][1] if kept else None) or math.nan, (kept[-1][1] if kept else None) or math.nan,
         )  # fmt: skip
         self.over = True
         return True

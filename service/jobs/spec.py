@@ -104,11 +104,18 @@ class ScreenSpec(_Body):
 
     proxy: ProxyName
     samples: int = Field(1000, ge=1, le=100_000, description="candidates drawn and scored (not trained)")
-    keep: int = Field(20, ge=1, le=10_000, description="the best-scoring ones, trained first, best first")
+    keep: int | None = Field(
+        None,
+        ge=1,
+        le=10_000,
+        description="the best-scoring ones, trained first, best first (default 20, or samples if fewer)",
+    )
 
     @model_validator(mode="after")
     def _fewer_kept(self) -> ScreenSpec:
-        if self.keep > self.samples:
+        if self.keep is None:
+            self.keep = min(20, self.samples)
+        if self.keep > self.samples:  # type: ignore[operator]
             raise ValueError(f"keep ({self.keep}) cannot exceed samples ({self.samples})")
         return self
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import itertools
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import ValidationError
 import torch
 from sqlalchemy import select
 
@@ -136,3 +138,14 @@ def test_a_screened_job_records_the_screening_proxy_with_every_trained_candidate
     spec = JobCreate.model_validate({"search_space": {"kind": "nb201"}, "dataset": "digits", "budget": {"max_trials": 3},
                                      "strategy": {"screen": {"proxy": "naswot"}}, "proxies": ["synflow"]})  # fmt: skip
     assert spec.proxies == ["synflow", "naswot"]
+
+
+def test_screening_keeps_twenty_by_default_or_every_sample_when_fewer_are_drawn() -> None:
+    def kept(**screen: Any) -> int | None:
+        body = {"search_space": {"kind": "nb201"}, "dataset": "digits", "budget": {"max_trials": 3},
+                "strategy": {"screen": {"proxy": "synflow", **screen}}}
+        return JobCreate.model_validate(body).strategy.screen.keep  # type: ignore[union-attr]
+
+    assert (kept(), kept(samples=5), kept(samples=50, keep=7)) == (20, 5, 7)
+    with pytest.raises(ValidationError, match=r"keep \(10\) cannot exceed samples \(5\)"):
+        kept(samples=5, keep=10)

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, func, select, union, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from search_spaces import nn_id
@@ -227,8 +228,16 @@ def _get_or_create(session: Session, model: type[_Row], key: dict[str, Any], **f
     if found is not None:
         return found
     row = model(**key, **fields)
-    session.add(row)
-    session.flush()
+    try:
+        # another transaction (a second server, a simulation written at once) may insert the same
+        # row meanwhile: PostgreSQL then refuses ours once theirs commits, and theirs is the row
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        found = session.scalars(select(model).filter_by(**key)).first()
+        if found is None:
+            raise
+        return found
     return row
 
 

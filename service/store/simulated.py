@@ -6,7 +6,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from .models import Architecture, Job, Trial, TrialEpoch, signed_score
@@ -14,6 +15,8 @@ from .models import Architecture, Job, Trial, TrialEpoch, signed_score
 __all__ = ["architecture_ids", "write_job"]
 
 _CHUNK = 500
+#: the advisory lock simulations hold while they add architectures (PostgreSQL)
+_ARCHITECTURES_LOCK = 0x63656C6C6172
 
 
 def architecture_ids(
@@ -24,7 +27,12 @@ def architecture_ids(
     """arch hash -> (architecture id, nn_name) for every hash in ``wanted``; a new one is inserted
     with the row its function gives. ``measured`` (params, FLOPs) fills an existing row that has none."""
     found: dict[str, tuple[int, str]] = {}
-    hashes = list(wanted)
+    if session.get_bind().dialect.name == "postgresql":
+        # simulations written at once insert many of the same new networks: on PostgreSQL they
+        # deadlocked on the unique index (seen with 20 jobs submitted together); their writes take
+        # turns instead, till commit (each takes well under a second)
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ARCHITECTURES_LOCK})
+    hashes = sorted(wanted)
     query = select(Architecture.arch_hash, Architecture.architecture_id, Architecture.nn_name, Architecture.num_params)
     for start in range(0, len(hashes), _CHUNK):
         chunk = hashes[start : start + _CHUNK]
@@ -35,9 +43,13 @@ def architecture_ids(
                 session.execute(
                     update(Architecture).where(Architecture.architecture_id == arch_id).values(num_params=params, flops=flops)
                 )
-    new = [make() for hashed, make in wanted.items() if hashed not in found]
+    new = [wanted[hashed]() for hashed in hashes if hashed not in found]
     if new:
-        session.execute(insert(Architecture), new)
+        # another transaction may insert the same network meanwhile: its row is the one kept. The
+        # table's insert, not the ORM's: the ORM batches rows by which values are None, out of order
+        dialect = session.get_bind().dialect.name
+        statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Architecture.__table__)
+        session.execute(statement.on_conflict_do_nothing(index_elements=["arch_hash"]), new)
         created = select(Architecture.arch_hash, Architecture.architecture_id, Architecture.nn_name)
         for start in range(0, len(new), _CHUNK):
             chunk = [row["arch_hash"] for row in new[start : start + _CHUNK]]

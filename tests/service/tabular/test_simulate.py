@@ -168,3 +168,39 @@ def test_a_duplicate_the_sampler_has_not_seen_yet_trains_as_on_the_manager(table
     expected, got = _snapshot(table_store, by_manager), _snapshot(table_store, in_memory)
     assert got == expected
     assert [t["duplicate_of"] for t in got["trials"][:4]] == [None, None, None, 1]
+
+
+def test_simulations_written_at_once_on_postgresql_share_their_networks(postgres_url: str, tmp_path: Any) -> None:
+    """Found by benchmarks/api_speed.py: twenty simulated jobs submitted at once, written in
+    concurrent transactions that inserted the same new networks, deadlocked on PostgreSQL."""
+    import threading
+
+    from .test_tabular import write_table
+
+    cells = ALL_CELLS[:120]
+    write_table(tmp_path / "small.jsonl", cells, name="small")
+    store = Store(postgres_url)
+    upgrade(store)
+    import_table(store, tmp_path / "small.jsonl")
+    table = load_table(store, "small")
+    # the same forty networks, in a different order each: every job inserts the same new rows
+    orders = [cells[seed::6] + [c for i, c in enumerate(cells) if i % 6 != seed] for seed in range(6)]
+    jobs = [submit(store, **BASE, strategy={"sampler": "random", "initial_architectures": order[:40]}) for order in orders]
+    start, statuses = threading.Barrier(len(jobs)), {}
+
+    def simulate(job_id: int) -> None:
+        start.wait()
+        statuses[job_id] = simulate_job(store, job_id, table)
+
+    threads = [threading.Thread(target=simulate, args=(job_id,)) for job_id in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert statuses == {job_id: "succeeded" for job_id in jobs}
+    with store.read() as session:
+        hashes = session.scalars(select(Architecture.arch_hash)).all()
+        used = set(session.scalars(select(Trial.architecture_id)).all())
+    assert len(hashes) == len(set(hashes)) == len(used) <= len(cells)  # one row per network, all used
+    assert len(used) > 40  # the jobs overlapped, but not wholly
+    store.dispose()

@@ -98,6 +98,24 @@ class Settings(BaseSettings):
             "died is taken over (by a restarted or another server) once it expired"
         ),
     )
+    api_threads: int = Field(
+        8,
+        ge=1,
+        le=1000,
+        description=(
+            "threads that answer requests (FastAPI's pool for its plain routes); a few per core keep the "
+            "answers fast under load, more only help while the store keeps requests waiting"
+        ),
+    )
+    db_pool_size: int = Field(
+        12,
+        ge=1,
+        le=1000,
+        description=(
+            "connections to the store each server process keeps open (as many again may open under a "
+            "burst); at least api_threads plus the job manager's and the submission queue's"
+        ),
+    )
     start_manager: bool = Field(True, description="run the job manager (and Ray) inside the API process")
     max_running_jobs: int = Field(4, ge=1, le=1000, description="jobs one server runs at a time; more wait queued")
     executor_retry_s: float = Field(

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from typing import Any
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.concurrency import run_in_threadpool
@@ -45,8 +46,10 @@ def create_app(settings: Settings | None = None, *, executor: object | None = No
         # set when a stop begins (CellarServer, on SIGTERM / Ctrl-C; else the shutdown below):
         # event streams end on it and the job manager hands its jobs back
         app.state.shutdown.bind(asyncio.get_running_loop())
-        store = Store(settings.database_url)
-        check_schema(store)
+        # plain routes run in anyio's thread pool: sized by the setting, not by anyio's 40
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
+        store = Store(settings.database_url, pool_size=settings.db_pool_size)
+        app.state.revision = check_schema(store)  # once: /healthz reports it without asking again
         app.state.settings = settings
         app.state.store = store
         app.state.api_key = settings.resolved_api_key()

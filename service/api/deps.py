@@ -66,15 +66,17 @@ class Caller:
 BOOTSTRAP = Caller(None, "bootstrap", Scope.granted([Scope.ADMIN]))
 
 
-def get_store(request: Request) -> Store:
+# The dependencies that only read the app's state are ``async``: FastAPI runs a plain ``def``
+# dependency in its thread pool, a hop that costs more than the lookup (see docs/benchmarks.md#api-speed)
+async def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
-def get_manager(request: Request) -> JobManager | None:
+async def get_manager(request: Request) -> JobManager | None:
     return request.app.state.manager
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections import OrderedDict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response, status
@@ -24,8 +25,8 @@ from .deps import Caller, ManagerDep, ReadAccess, SettingsDep, StoreDep, WriteAc
 from .deps import check_dataset_files, check_owner
 from .errors import responses
 from .ratelimit import check_active_jobs, check_trials
-from .schemas import MAX_INT, ImportancePublic, JobPublic, JobsPublic, ParetoPublic
-from .views import best_trials, counted_results, job_public, pareto_public
+from .schemas import MAX_INT, ImportancePublic, JobPublic, JobsPublic, ParetoPublic, TrialPublic
+from .views import best_trials, counted_results, job_public, pareto_public, trial_public
 
 __all__ = ["job_view", "router"]
 
@@ -47,20 +48,68 @@ def _table(session: Session, name: str) -> TabularTable:
 def job_view(store: Store, job_id: int) -> JobPublic:
     with store.read() as session:
         job = queries.get_job(session, job_id)
-        counts = queries.trial_counts(session, [job_id])[job_id]
-        return job_public(job, counts, shown_trials(session, [job])[job_id])
+        counts = queries.trial_counts(session, [job_id])
+        best, front = shown_views(session, [job], counts)[job_id]
+        return job_public(job, counts[job_id], best, front)
 
 
-def shown_trials(session: Session, jobs: list[Job]) -> dict[int, list[Trial]]:
-    """Per job, the complete trials its view shows (the best and the non-dominated ones), ranked
-    on their values alone and only then loaded whole: a job may hold 100,000 trials."""
-    results = queries.trial_outcomes(session, [job.job_id for job in jobs], state=TrialState.COMPLETE)
-    wanted: dict[int, list[int]] = {}
-    for job in jobs:
-        best, front = best_trials(job, results[job.job_id])
-        wanted[job.job_id] = list(dict.fromkeys(t.trial_id for t in (best, *front) if t is not None))
+# A job's view shows its best and non-dominated complete trials. Complete is a trial's last state
+# and nothing of a complete trial changes after, so both the ranking (until another trial of the
+# job completes) and each shown trial's view are kept here, keyed by the job's identity (its id and
+# creation time: SQLite may give a deleted job's id to the next one). A job may hold 100,000 trials.
+_Key = tuple[int, Any]
+#: (job, complete trials) -> (the best trial's id, the non-dominated ones' ids)
+_ranked: OrderedDict[tuple[_Key, int], tuple[int | None, list[int]]] = OrderedDict()
+#: (job, trial id) -> the trial's view (``trial_public``)
+_views: OrderedDict[tuple[_Key, int], TrialPublic] = OrderedDict()
+_KEPT = 4096
+
+
+def _keep(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+    cache[key] = value
+    while len(cache) > _KEPT:
+        cache.popitem(last=False)
+
+
+def _ranking(session: Session, jobs: list[Job], counts: dict[int, dict[str, int]]) -> dict[int, tuple[int | None, list[int]]]:
+    """Per job, (its best complete trial's id, its non-dominated ones'), ranked on their values alone."""
+    keys = {job.job_id: ((job.job_id, job.created_at), counts[job.job_id]["complete"]) for job in jobs}
+    ranked = {job.job_id: found for job in jobs if (found := _ranked.get(keys[job.job_id])) is not None}
+    missing = [job for job in jobs if job.job_id not in ranked]
+    if missing:
+        results = queries.trial_outcomes(session, [job.job_id for job in missing], state=TrialState.COMPLETE)
+        for job in missing:
+            best, front = best_trials(job, results[job.job_id])
+            ranked[job.job_id] = (best.trial_id if best is not None else None, [t.trial_id for t in front])
+            _keep(_ranked, keys[job.job_id], ranked[job.job_id])
+    return ranked
+
+
+def shown_trials(session: Session, jobs: list[Job], counts: dict[int, dict[str, int]]) -> dict[int, list[Trial]]:
+    """Per job, the complete trials its view shows (the best and the non-dominated ones), loaded."""
+    wanted = {job_id: list(dict.fromkeys(i for i in (best, *front) if i is not None))
+              for job_id, (best, front) in _ranking(session, jobs, counts).items()}  # fmt: skip
     loaded = queries.trials_by_id(session, [i for ids in wanted.values() for i in ids])
-    return {job_id: [loaded[i] for i in ids] for job_id, ids in wanted.items()}
+    return {job_id: [loaded[i] for i in ids if i in loaded] for job_id, ids in wanted.items()}
+
+
+def shown_views(
+    session: Session, jobs: list[Job], counts: dict[int, dict[str, int]]
+) -> dict[int, tuple[TrialPublic | None, list[TrialPublic]]]:
+    """Per job, the views of its best trial and of its non-dominated ones; only the trials whose
+    view is not kept yet are loaded."""
+    ranked = _ranking(session, jobs, counts)
+    by_id = {job.job_id: job for job in jobs}
+    key = {job.job_id: (job.job_id, job.created_at) for job in jobs}
+    need = [i for job_id, (best, front) in ranked.items() for i in {best, *front}
+            if i is not None and (key[job_id], i) not in _views]  # fmt: skip
+    for trial in queries.trials_by_id(session, need).values():
+        _keep(_views, (key[trial.job_id], trial.trial_id), trial_public(trial, by_id[trial.job_id].metric))
+    shown: dict[int, tuple[TrialPublic | None, list[TrialPublic]]] = {}
+    for job_id, (best, front) in ranked.items():
+        views = {i: _views.get((key[job_id], i)) for i in {best, *front} if i is not None}
+        shown[job_id] = (views.get(best) if best is not None else None, [v for i in front if (v := views[i]) is not None])
+    return shown
 
 
 @router.post(
@@ -113,8 +162,8 @@ def list_jobs(
         jobs, total = queries.list_jobs(session, status=status_, limit=limit, offset=offset)
         ids = [job.job_id for job in jobs]
         counts = queries.trial_counts(session, ids)
-        shown = shown_trials(session, list(jobs))
-        return JobsPublic(data=[job_public(j, counts[j.job_id], shown[j.job_id]) for j in jobs], count=total)
+        shown = shown_views(session, list(jobs), counts)
+        return JobsPublic(data=[job_public(j, counts[j.job_id], *shown[j.job_id]) for j in jobs], count=total)
 
 
 @router.get("/jobs/{job_id}", dependencies=[ReadAccess], responses=responses(404, 422))
@@ -143,7 +192,7 @@ def get_pareto(
                 f"{', '.join(o['metric'] for o in objectives)}), got {reference}",
                 field=("query", "reference"),
             )
-        return pareto_public(job, shown_trials(session, [job])[job_id], reference)
+        return pareto_public(job, shown_trials(session, [job], queries.trial_counts(session, [job_id]))[job_id], reference)
 
 
 @router.get("/jobs/{job_id}/importance", dependencies=[ReadAccess], responses=responses(404, 422))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import functools
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import TypeAdapter
 
 from search_spaces import DatasetUnavailableError, search_space_class, search_space_kinds
 from search_spaces.datasets import dataset_names, default_training, get_dataset
@@ -15,7 +17,7 @@ from ..jobs import strategies
 from ..errors import StoreError
 from ..jobs.manager import JobManager
 from ..settings import Settings
-from ..store import current_revision, head_revision
+from ..store import head_revision
 from .deps import ReadAccess, StoreDep, get_manager, get_settings_dep
 from .errors import responses
 from .schemas import DatasetPublic, HealthPublic, SearchSpacePublic, StrategiesPublic, StrategyPublic
@@ -24,10 +26,14 @@ router = APIRouter(tags=["meta"], responses=responses(422))
 
 
 @router.get("/healthz", response_model=HealthPublic, responses={503: {"model": HealthPublic, "description": "the store cannot be reached"}})
-def healthz(store: StoreDep, manager: Annotated[JobManager | None, Depends(get_manager)]) -> JSONResponse:
-    """Liveness, with the store's and the executor's state. 503 when the store is unreachable."""
+def healthz(request: Request, store: StoreDep, manager: Annotated[JobManager | None, Depends(get_manager)]) -> JSONResponse:
+    """Liveness, with the store's and the executor's state. 503 when the store is unreachable.
+
+    Cheap enough to poll: one ``SELECT 1`` on a pooled connection. The store's revision is the one
+    checked when the server started (it refuses to start on any other than its head)."""
     try:
-        revision = current_revision(store)
+        store.ping()
+        revision = request.app.state.revision
         store_status = {"status": "ok", "url": store.display_url, "revision": revision, "head": head_revision()}
     except StoreError as error:
         store_status = {"status": "error", "url": store.display_url, "error": str(error)}
@@ -37,39 +43,81 @@ def healthz(store: StoreDep, manager: Annotated[JobManager | None, Depends(get_m
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if store_status["status"] == "ok" else 503)
 
 
-@router.get("/v1/search-spaces", dependencies=[ReadAccess])
-def search_spaces() -> list[SearchSpacePublic]:
-    """Every registered search space with its parameter schema."""
-    return [SearchSpacePublic(**search_space_class(kind).schema()) for kind in search_space_kinds()]
+def _json(model: Any, value: Any) -> bytes:
+    """``value`` (validated as ``model``) as the JSON FastAPI would have rendered for it."""
+    return bytes(JSONResponse(TypeAdapter(model).dump_python(value, mode="json")).body)
 
 
-@router.get("/v1/datasets", dependencies=[ReadAccess])
-def datasets(settings: Annotated[Settings, Depends(get_settings_dep)]) -> list[DatasetPublic]:
-    """Every dataset with its shapes and task, and whether this server has its files."""
-    result = []
-    for name in dataset_names():
-        dataset = get_dataset(name)
-        try:
-            info = dataset.describe(settings.data_dir)  # file datasets: shapes from their files
-            available, reason = True, None
-        except DatasetUnavailableError as error:
-            info, available, reason = dataset.info, False, str(error)
-        except (OSError, ValueError) as error:  # present but unreadable: say so, keep listing
-            info, available, reason = dataset.info, False, f"files present but unreadable: {error}"
-        training = default_training(info.task)
-        result.append(DatasetPublic(**info.public(), training=training, available=available, reason=reason))
-    return result
+@functools.cache
+def _search_spaces() -> bytes:
+    value = [SearchSpacePublic(**search_space_class(kind).schema()) for kind in search_space_kinds()]
+    return _json(list[SearchSpacePublic], value)
 
 
-@router.get("/v1/strategies", dependencies=[ReadAccess])
-def list_strategies() -> StrategiesPublic:
-    """Samplers and pruners by name, with the JSON schema of their parameters."""
+@router.get("/v1/search-spaces", dependencies=[ReadAccess], response_model=list[SearchSpacePublic])
+async def search_spaces() -> Response:
+    """Every registered search space with its parameter schema (made once: it changes with a release).
+    ``async``, as the answers from memory are: they never wait for a thread behind slower reads."""
+    return Response(_search_spaces(), media_type="application/json")
+
+
+#: /v1/datasets as last made, and the availability of each dataset's files it was made for
+_datasets_cache: dict[tuple[str | None, tuple[bool, ...]], bytes] = {}
+
+
+@router.get("/v1/datasets", dependencies=[ReadAccess], response_model=list[DatasetPublic])
+def datasets(settings: Annotated[Settings, Depends(get_settings_dep)]) -> Response:
+    """Every dataset with its shapes and task, and whether this server has its files.
+
+    Made again only when a dataset's files appear or go (a few ``stat`` calls tell): reading the
+    shapes of file datasets from their files is what takes the time."""
+    names = dataset_names()
+    present = tuple(_present(get_dataset(name), settings.data_dir) for name in names)
+    key = (str(settings.data_dir) if settings.data_dir else None, present)
+    answer = _datasets_cache.get(key)
+    if answer is None:  # two threads may both make it: the same bytes
+        answer = _json(list[DatasetPublic], [_dataset(name, settings) for name in names])
+        _datasets_cache.clear()
+        _datasets_cache[key] = answer
+    return Response(answer, media_type="application/json")
+
+
+def _present(dataset: Any, data_dir: Any) -> bool:
+    try:
+        dataset.check_available(data_dir)
+    except DatasetUnavailableError:
+        return False
+    return True
+
+
+def _dataset(name: str, settings: Settings) -> DatasetPublic:
+    dataset = get_dataset(name)
+    try:
+        info = dataset.describe(settings.data_dir)  # file datasets: shapes from their files
+        available, reason = True, None
+    except DatasetUnavailableError as error:
+        info, available, reason = dataset.info, False, str(error)
+    except (OSError, ValueError) as error:  # present but unreadable: say so, keep listing
+        info, available, reason = dataset.info, False, f"files present but unreadable: {error}"
+    training = default_training(info.task)
+    return DatasetPublic(**info.public(), training=training, available=available, reason=reason)
+
+
+@functools.cache
+def _strategies() -> bytes:
     samplers = strategies.sampler_schemas()
     pruners = strategies.pruner_schemas()
-    return StrategiesPublic(
+    value = StrategiesPublic(
         samplers=[
             StrategyPublic(name=name, params=schema, multi_objective=name in strategies.MULTI_OBJECTIVE_SAMPLERS)
             for name, schema in samplers.items()
         ],
         pruners=[StrategyPublic(name=name, params=schema, multi_objective=True) for name, schema in pruners.items()],
     )
+    return _json(StrategiesPublic, value)
+
+
+@router.get("/v1/strategies", dependencies=[ReadAccess], response_model=StrategiesPublic)
+async def list_strategies() -> Response:
+    """Samplers and pruners by name, with the JSON schema of their parameters (made once)."""
+    return Response(_strategies(), media_type="application/json")

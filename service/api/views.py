@@ -145,8 +145,8 @@ def pareto_public(job: Job, trials: Sequence[Trial], reference: list[float] | No
     )
 
 
-def job_public(job: Job, counts: dict[str, int], trials: Sequence[Trial]) -> JobPublic:
-    best, front = best_trials(job, trials)
+def job_public(job: Job, counts: dict[str, int], best: TrialPublic | None, front: Sequence[TrialPublic]) -> JobPublic:
+    """A job's view; ``best`` and ``front`` are the views of its best and non-dominated trials."""
     return JobPublic(
         id=job.job_id,
         name=job.name,
@@ -161,8 +161,8 @@ def job_public(job: Job, counts: dict[str, int], trials: Sequence[Trial]) -> Job
         max_trials=job.spec.get("budget", {}).get("max_trials"),
         simulated_on=(job.spec.get("executor") or {}).get("table"),
         screen=(job.sampler_attrs or {}).get(SCREEN_ATTR),
-        best_trial=trial_public(best, job.metric) if best is not None else None,
-        best_trials=[trial_public(t, job.metric) for t in front],
+        best_trial=best,
+        best_trials=list(front),
         spec=job.spec,
         created_at=job.created_at,
         started_at=job.started_at,

@@ -34,6 +34,9 @@ __all__ = ["JobManager"]
 
 log = logging.getLogger(__name__)
 
+#: how long the executor's status is reused (``status``)
+_STATUS_EVERY_S = 1.0
+
 
 def _demand(runner: JobRunner) -> dict[str, float]:
     """What one slot of the runner's job holds while the job runs."""
@@ -63,6 +66,7 @@ class JobManager:
         self.settings = settings
         self.max_running_jobs = max_running_jobs or settings.max_running_jobs
         self.runners: dict[int, JobRunner] = {}
+        self._status_cache: tuple[float, dict[str, Any] | None] = (0.0, None)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -108,10 +112,19 @@ class JobManager:
             status["error"] = self.error
         if self.state == "ok":
             try:
-                status.update(self.executor.status())
+                status.update(self._executor_status())
             except Exception as error:  # status is diagnostic; never fail a health check on it
                 status["status"], status["error"] = "error", str(error)
         return status
+
+    def _executor_status(self) -> dict[str, Any]:
+        """The executor's own status, asked at most once a second (Ray's answer is a round trip
+        to its control store, and /healthz may be polled many times a second)."""
+        asked, answer = self._status_cache
+        if answer is None or time.monotonic() - asked > _STATUS_EVERY_S:
+            answer = self.executor.status()
+            self._status_cache = (time.monotonic(), answer)
+        return dict(answer)
 
     # ---- the thread --------------------------------------------------------------------------
     def _main(self) -> None:

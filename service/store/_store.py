@@ -27,17 +27,20 @@ _WRITE = "cellar_write"
 class Store:
     """A database behind ``read()`` and ``write()`` sessions."""
 
-    def __init__(self, url: str, *, echo: bool = False, busy_timeout_s: float = 60.0) -> None:
+    def __init__(self, url: str, *, echo: bool = False, busy_timeout_s: float = 60.0, pool_size: int = 12) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         if self.is_sqlite:
             # busy_timeout_s: how long a writer waits for another process's lock before giving up
+            # a file database: a pool of connections as for a server; a connection past the pool
+            # would be opened (and its PRAGMAs run) for each request and closed after
             self.engine = create_engine(
-                self.url, echo=echo, connect_args={"timeout": busy_timeout_s, "check_same_thread": False}
-            )
+                self.url, echo=echo, connect_args={"timeout": busy_timeout_s, "check_same_thread": False},
+                **({"pool_size": pool_size, "max_overflow": pool_size} if self.url.database not in (None, "", ":memory:") else {}),
+            )  # fmt: skip
             _configure_sqlite(self.engine, busy_timeout_s)
         else:
-            self.engine = create_engine(self.url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=5)
+            self.engine = create_engine(self.url, echo=echo, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
         self._write_engine = self.engine.execution_options(**{_WRITE: True})
         self._readers = sessionmaker(self.engine, expire_on_commit=False)
         self._writers = sessionmaker(self._write_engine, expire_on_commit=False)
@@ -59,6 +62,11 @@ class Store:
         """A transaction: committed when the block ends, rolled back (nothing written) if it raises."""
         with self._write_lock, self._translate(), self._writers() as session, session.begin():
             yield session
+
+    def ping(self) -> None:
+        """A round trip to the database on a pooled connection; ``StoreUnavailableError`` if it fails."""
+        with self._translate(), self.engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
 
     def dispose(self) -> None:
         self.engine.dispose()

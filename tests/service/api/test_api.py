@@ -246,3 +246,20 @@ def test_file_datasets_are_described_from_their_files(tmp_path: Path) -> None:
         assert not datasets["citeseer"]["available"] and "CiteSeer/raw/ind.citeseer.x" in datasets["citeseer"]["reason"]
         job = body(dataset="cora", search_space={"kind": "gnn", "params": {"max_layers": 1}})
         assert client.post("/v1/jobs", json=job, headers=AUTH).status_code == 201
+
+
+def test_the_dataset_list_notices_files_that_arrive_while_it_serves(store_url: str, tmp_path: Path) -> None:
+    from tests.search_spaces.formats import write_cifar10
+
+    store = Store(store_url)
+    upgrade(store)
+    store.dispose()
+    settings = Settings(database_url=store_url, api_key=KEY, start_manager=False, data_dir=tmp_path)
+    with TestClient(create_app(settings)) as client:
+        before = {d["name"]: d for d in client.get("/v1/datasets").json()}
+        assert not before["cifar-10"]["available"]
+        assert client.get("/v1/datasets").json() == list(before.values())  # answered from memory, the same
+        write_cifar10(tmp_path, per_batch=4)
+        after = {d["name"]: d for d in client.get("/v1/datasets").json()}
+        assert after["cifar-10"]["available"] and after["cifar-10"]["num_samples"] == 24
+        assert {k: v for k, v in after.items() if k != "cifar-10"} == {k: v for k, v in before.items() if k != "cifar-10"}

@@ -70,14 +70,9 @@ class InlineExecutor(Executor):
         """Scored here and now, by one runner (the job's first slot's)."""
         from .screen import score_candidates
 
-        key = (job_id, 0)
-        if key not in self._runners:
-            from .runner import TrialRunner
-
-            self._runners[key] = TrialRunner(threads=1)
         future: Future[list[float | None]] = Future()
         try:
-            future.set_result(score_candidates(self._runners[key], request.to_dict()))
+            future.set_result(score_candidates(self._runner_at((job_id, 0)), request.to_dict()))
         except Exception as error:
             future.set_exception(error)
         return future
@@ -109,7 +104,10 @@ class InlineExecutor(Executor):
 
     # ---- internals ---------------------------------------------------------------------------
     def _runner(self, trial_id: int) -> Any:
-        key = self._trial_slot[trial_id]
+        return self._runner_at(self._trial_slot[trial_id])
+
+    def _runner_at(self, key: tuple[int, int]) -> Any:
+        """The ``TrialRunner`` of slot ``key`` (job, slot), made when first needed."""
         if key not in self._runners:
             from .runner import TrialRunner
 

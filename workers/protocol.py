@@ -8,7 +8,7 @@ cancelling and heartbeats need no other channel.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from search_spaces.datasets import DEFAULT_SPLIT
@@ -104,11 +104,7 @@ class ScreenRequest:
     def split(self, parts: int) -> list[ScreenRequest]:
         """The candidates in at most ``parts`` contiguous shares, in order (none empty)."""
         size = -(-len(self.encodings) // max(1, parts)) if self.encodings else 1
-        return [
-            ScreenRequest(self.template, self.search_space, self.space_params, self.task,
-                          self.encodings[start : start + size], self.proxy)  # fmt: skip
-            for start in range(0, len(self.encodings), size)
-        ]
+        return [replace(self, encodings=self.encodings[start : start + size]) for start in range(0, len(self.encodings), size)]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

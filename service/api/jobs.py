@@ -65,6 +65,10 @@ _views: OrderedDict[tuple[_Key, int], TrialPublic] = OrderedDict()
 _KEPT = 4096
 
 
+def _identity(job: Job) -> _Key:
+    return (job.job_id, job.created_at)
+
+
 def _keep(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
     cache[key] = value
     while len(cache) > _KEPT:
@@ -73,7 +77,7 @@ def _keep(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
 
 def _ranking(session: Session, jobs: list[Job], counts: dict[int, dict[str, int]]) -> dict[int, tuple[int | None, list[int]]]:
     """Per job, (its best complete trial's id, its non-dominated ones'), ranked on their values alone."""
-    keys = {job.job_id: ((job.job_id, job.created_at), counts[job.job_id]["complete"]) for job in jobs}
+    keys = {job.job_id: (_identity(job), counts[job.job_id]["complete"]) for job in jobs}
     ranked = {job.job_id: found for job in jobs if (found := _ranked.get(keys[job.job_id])) is not None}
     missing = [job for job in jobs if job.job_id not in ranked]
     if missing:
@@ -100,7 +104,7 @@ def shown_views(
     view is not kept yet are loaded."""
     ranked = _ranking(session, jobs, counts)
     by_id = {job.job_id: job for job in jobs}
-    key = {job.job_id: (job.job_id, job.created_at) for job in jobs}
+    key = {job.job_id: _identity(job) for job in jobs}
     need = [i for job_id, (best, front) in ranked.items() for i in {best, *front}
             if i is not None and (key[job_id], i) not in _views]  # fmt: skip
     for trial in queries.trials_by_id(session, need).values():

@@ -46,7 +46,6 @@ ATTR = "cellar:screen"
 
 def draw(space: SearchSpace, seed: int, samples: int) -> list[str]:
     """``samples`` random candidates of ``space``, the same for the same seed."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     return [space.sample(study.ask()) for _ in range(samples)]
 
@@ -71,7 +70,8 @@ class Screening:
         self.pending: Future[list[float | None]] | None = None
         self.over = False
         screen = runner.spec.strategy.screen
-        assert screen is not None
+        assert screen is not None  # made by ``resume`` only for a job that screens
+        self.screen = screen
         threading.Thread(
             target=_fill, args=(self.drawn, draw, runner.space, runner.spec.strategy.seed, screen.samples),
             name=f"cellar-screen-{runner.job_id}", daemon=True,
@@ -90,8 +90,7 @@ class Screening:
         return None
 
     def _score(self) -> None:
-        runner, screen = self.runner, self.runner.spec.strategy.screen
-        assert screen is not None
+        runner, screen = self.runner, self.screen
         self.encodings = self.drawn.result()
         request = ScreenRequest(
             template=replace(self.template, proxies=(screen.proxy,), min_proxies=None),
@@ -114,8 +113,7 @@ class Screening:
         pending = self.pending if self.pending is not None else self.drawn
         if not pending.done():
             return False
-        runner, screen = self.runner, self.runner.spec.strategy.screen
-        assert screen is not None
+        runner, screen = self.runner, self.screen
         error = pending.exception()
         if error is not None:
             cause = getattr(error, "cause", None) or error  # Ray wraps the worker's TrialError

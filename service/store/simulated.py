@@ -27,7 +27,8 @@ def architecture_ids(
     """arch hash -> (architecture id, nn_name) for every hash in ``wanted``; a new one is inserted
     with the row its function gives. ``measured`` (params, FLOPs) fills an existing row that has none."""
     found: dict[str, tuple[int, str]] = {}
-    if session.get_bind().dialect.name == "postgresql":
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
         # simulations written at once insert many of the same new networks: on PostgreSQL they
         # deadlocked on the unique index (seen with 20 jobs submitted together); their writes take
         # turns instead, till commit (each takes well under a second)
@@ -47,8 +48,7 @@ def architecture_ids(
     if new:
         # another transaction may insert the same network meanwhile: its row is the one kept. The
         # table's insert, not the ORM's: the ORM batches rows by which values are None, out of order
-        dialect = session.get_bind().dialect.name
-        statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Architecture.__table__)
+        statement = (postgresql.insert if postgres else sqlite.insert)(Architecture.__table__)
         session.execute(statement.on_conflict_do_nothing(index_elements=["arch_hash"]), new)
         created = select(Architecture.arch_hash, Architecture.architecture_id, Architecture.nn_name)
         for start in range(0, len(new), _CHUNK):

@@ -115,6 +115,8 @@ class Simulation:
         self.executor = TabularExecutor(table)
         self.info = _dataset_info(spec.dataset, data_dir)
         self.space = get_search_space(spec.search_space.kind, spec.search_space.params, task=self.info.task)
+        #: what every trial's payload shares (``_payload`` fills in the trial's own fields)
+        self.template = job_payload(job_id, spec, None, self.space.kind)
         self.in_shape = [1, *parse_transform(spec.transform).out_shape(self.info.in_shape)]
         self.out_shape = list(self.info.out_shape)
         self.objectives = Objectives(spec, f"val_{METRICS[self.info.metric][0]}")
@@ -278,8 +280,7 @@ class Simulation:
         return True
 
     def _payload(self, row: SimTrial) -> TrialPayload:
-        template = job_payload(self.job_id, self.spec, None, self.space.kind)
-        return replace(template, trial_id=row.number, number=row.number, prm=row.prm, arch=row.encoding)
+        return replace(self.template, trial_id=row.number, number=row.number, prm=row.prm, arch=row.encoding)
 
     # ---- reports: the runner's TrialReports, in memory -----------------------------------------
     @property

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Subquery, and_, func, literal, or_, select, true, tuple_
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, Subquery, and_, bindparam, func, literal, or_, select, true, tuple_
+from sqlalchemy.orm import Session, aliased
 
 from search_spaces import nn_id
 
@@ -39,26 +40,73 @@ class DataQuery:
     offset: int = 0
 
 
-def chosen_keys(query: DataQuery) -> Subquery:
+#: the filters, in the composite index's order: (DataQuery field, epoch table column)
+_FILTERS = ("task", "dataset", "metric", "nn", "epoch")
+
+
+def _escaped_prefix(prefix: str) -> str:
+    """A ``LIKE`` pattern (escape character ``/``) matching names that start with ``prefix``."""
+    return prefix.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
+
+
+def _values(query: DataQuery) -> dict[str, Any]:
+    """The bound values of ``query``'s statement (``_chosen``'s parameter names)."""
+    values: dict[str, Any] = {name: list(v) for name in _FILTERS if (v := getattr(query, name))}
+    for index, prefix in enumerate(query.nn_prefixes or ()):
+        values[f"prefix_{index}"] = _escaped_prefix(prefix)
+    if query.max_rows:
+        values["max_rows"] = query.max_rows
+    if query.offset:
+        values["offset"] = query.offset
+    return values
+
+
+def _shape(query: DataQuery, dialect: str) -> tuple[Any, ...]:
+    """What ``query``'s statement depends on besides its bound values."""
+    return (
+        tuple(name for name in _FILTERS if getattr(query, name)),
+        len(query.nn_prefixes or ()),
+        query.only_best_accuracy,
+        query.unique_nn,
+        dialect == "sqlite",
+    )
+
+
+def chosen_keys(query: DataQuery, dialect: str) -> Subquery:
     """The rows ``query`` chooses, before ordering and paging: a subquery of the epoch table's
-    ``trial_id, epoch, task, dataset, metric, nn, score`` (see ``data_rows`` for the rules)."""
+    ``trial_id, epoch, task, dataset, metric, nn, score`` (see ``data_rows`` for the rules), its
+    values bound in, for the store of this dialect."""
+    return _chosen(*_shape(query, dialect), values=_values(query))
+
+
+def _chosen(
+    named: tuple[str, ...],
+    prefixes: int,
+    only_best: bool,
+    unique_nn: bool,
+    sqlite: bool,
+    values: dict[str, Any] | None = None,
+) -> Subquery:
+    """``chosen_keys`` for a query of this shape; without ``values`` its parameters are left for
+    the execution to bind (``_page``)."""
+
+    def bound(name: str, **options: Any) -> Any:
+        if values is None:
+            return bindparam(name, **options)
+        return bindparam(name, values[name], **options)
+
     E = TrialEpoch
-    filters = []
-    for column, values in (
-        (E.task, query.task),
-        (E.dataset, query.dataset),
-        (E.metric, query.metric),
-        (E.nn, query.nn),
-        (E.epoch, query.epoch),
-    ):
-        if values:
-            values = list(values)
-            filters.append(column == values[0] if len(values) == 1 else column.in_(values))
-    if query.nn_prefixes:
-        filters.append(or_(*(E.nn.startswith(p, autoescape=True) for p in query.nn_prefixes)))
+    filters = [getattr(E, name).in_(bound(name, expanding=True)) for name in named]
+    if prefixes:
+        filters.append(or_(*(E.nn.like(bound(f"prefix_{i}"), escape="/") for i in range(prefixes))))
+    if sqlite and "task" not in named and ("dataset" in named or "metric" in named):
+        # the composite index leads with task: naming every task lets SQLite seek (task,
+        # dataset) and read in the index's order, where with a bare dataset filter it sorts all
+        # of a task's rows to answer one page (PostgreSQL reads the index in order either way)
+        filters.append(E.task.in_(_every_task()))
     keys = (E.trial_id, E.epoch, E.task, E.dataset, E.metric, E.nn, E.score)
     group = (E.task, E.dataset, E.metric, E.nn, E.epoch)
-    if query.unique_nn:
+    if unique_nn:
         # a model's best row: the rows at its highest score (rows without a value cannot be
         # best), the earliest run and epoch among ties. A model's best row is also at the best of
         # its own (task, ..., epoch) group, so with only_best_accuracy too the answer is the same.
@@ -73,14 +121,43 @@ def chosen_keys(query: DataQuery) -> Subquery:
             .subquery()
         )
         return select(*(tied.c[k.key] for k in keys)).where(tied.c.nn_rank == literal(1)).subquery()
-    if query.only_best_accuracy:
+    if only_best:
         # LEMUR's rule, in the metric's direction: in each (task, dataset, metric, nn, epoch) group
-        # the rows at the group's best value, ties kept; a covering scan of the composite index
-        # finds each group's best, then an index seek its rows
-        best = select(*group, func.max(E.score).label("top")).where(*filters).group_by(*group).subquery()
-        matches = [column == best.c[column.key] for column in group]
-        return select(*keys).join(best, and_(*matches, E.score == best.c.top)).where(*filters).subquery()
+        # the rows at the group's best value, ties kept. The group's best is one seek at the end
+        # of the composite index (score is its last column), asked row by row in the index's
+        # order, so that a page stops after its rows instead of ranking every group first
+        other = aliased(E)
+        top = (
+            select(func.max(other.score))
+            .where(*(getattr(other, column.key) == column for column in group))
+            .scalar_subquery()
+        )
+        filters.append(E.score == top)
     return select(*keys).where(and_(true(), *filters)).subquery()
+
+
+def _every_task() -> Select:
+    """The epoch table's distinct tasks by a loose scan of the composite index (one seek per task)."""
+    E = TrialEpoch
+    first = select(func.min(E.task).label("task")).cte("tasks", recursive=True)
+    after = select(func.min(E.task)).where(E.task > first.c.task).scalar_subquery()
+    tasks = first.union_all(select(after).where(first.c.task.is_not(None)))
+    return select(tasks.c.task).where(tasks.c.task.is_not(None))
+
+
+@functools.lru_cache(maxsize=256)
+def _page(shape: tuple[Any, ...], limited: bool, offset: bool) -> Select:
+    """``data_rows``' statement for queries of this shape, built once (building it costs more than
+    running it); the execution binds the values."""
+    chosen = _chosen(*shape)
+    page = select(chosen).order_by(
+        chosen.c.task, chosen.c.dataset, chosen.c.metric, chosen.c.nn, chosen.c.epoch, chosen.c.trial_id
+    )
+    if limited:
+        page = page.limit(bindparam("max_rows"))
+    if offset:
+        page = page.offset(bindparam("offset"))
+    return _detail_statement(page.subquery())
 
 
 def data_rows(session: Session, query: DataQuery, *, nn_stats: bool = False) -> list[dict[str, Any]]:
@@ -96,15 +173,9 @@ def data_rows(session: Session, query: DataQuery, *, nn_stats: bool = False) -> 
     dataset, metric and nn sit under composite indexes; only the page's rows are then joined to
     their trials, models and sources.
     """
-    chosen = chosen_keys(query)
-    page = select(chosen).order_by(
-        chosen.c.task, chosen.c.dataset, chosen.c.metric, chosen.c.nn, chosen.c.epoch, chosen.c.trial_id
-    )
-    if query.max_rows:
-        page = page.limit(query.max_rows)
-    if query.offset:
-        page = page.offset(query.offset)
-    return _detail(session, page.subquery(), nn_stats=nn_stats)
+    statement = _page(_shape(query, session.get_bind().dialect.name), bool(query.max_rows), bool(query.offset))
+    found = session.execute(statement, _values(query)).mappings().all()
+    return _rows(session, found, nn_stats=nn_stats)
 
 
 def rows_at(session: Session, keys: Sequence[tuple[int, int]], *, nn_stats: bool = False) -> list[dict[str, Any]]:
@@ -125,8 +196,13 @@ def rows_at(session: Session, keys: Sequence[tuple[int, int]], *, nn_stats: bool
 
 def _detail(session: Session, page: Subquery, *, nn_stats: bool) -> list[dict[str, Any]]:
     """LEMUR's row (and Cellar's columns) for each ``(trial_id, epoch)`` of ``page``."""
+    return _rows(session, session.execute(_detail_statement(page)).mappings().all(), nn_stats=nn_stats)
+
+
+def _detail_statement(page: Subquery) -> Select:
+    """The columns of a LEMUR row for each ``(trial_id, epoch)`` of ``page``, in LEMUR's order."""
     E = TrialEpoch
-    detail = (
+    return (
         select(
             page.c.trial_id.label("run_id"),
             page.c.epoch,
@@ -154,21 +230,34 @@ def _detail(session: Session, page: Subquery, *, nn_stats: bool) -> list[dict[st
         .outerjoin(Architecture, Architecture.architecture_id == Trial.architecture_id)
         .order_by(page.c.task, page.c.dataset, page.c.metric, page.c.nn, page.c.epoch, page.c.trial_id)
     )
-    found = session.execute(detail).mappings().all()
+
+
+_SOURCES = select(Source.source_id, Source.code, Source.code_md5).where(
+    Source.source_id.in_(bindparam("ids", expanding=True))
+)
+_MODELS = select(Architecture.architecture_id, Architecture.nn_code).where(
+    Architecture.architecture_id.in_(bindparam("ids", expanding=True))
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def _code_id(code: str) -> str:
+    """``nn_id`` of a model's code, kept for the models that pages show again and again."""
+    return nn_id(code)
+
+
+def _rows(session: Session, found: Sequence[Any], *, nn_stats: bool) -> list[dict[str, Any]]:
+    """LEMUR's rows from ``_detail_statement``'s: each with its model's, metric's and transform's code."""
     # model, metric and transform sources are few and long: read (and hash) each once, not per row
     source_ids = {r[k] for r in found for k in ("metric_source_id", "transform_source_id")} - {None}
     sources = {
         source_id: (code, md5)
-        for source_id, code, md5 in session.execute(
-            select(Source.source_id, Source.code, Source.code_md5).where(Source.source_id.in_(source_ids))
-        )
+        for source_id, code, md5 in (session.execute(_SOURCES, {"ids": list(source_ids)}) if source_ids else ())
     }
     arch_ids = {r["architecture_id"] for r in found} - {None}
     models = {
-        arch_id: (code, nn_id(code) if code is not None else None)
-        for arch_id, code in session.execute(
-            select(Architecture.architecture_id, Architecture.nn_code).where(Architecture.architecture_id.in_(arch_ids))
-        )
+        arch_id: (code, _code_id(code) if code is not None else None)
+        for arch_id, code in (session.execute(_MODELS, {"ids": list(arch_ids)}) if arch_ids else ())
     }
     none = (None, None)
     rows = []

@@ -105,7 +105,7 @@ def join_rows(store: Store, query: DataQuery, spec: JoinSpec, *, nn_stats: bool 
 
 
 def _keys(session: Session, query: DataQuery, spec: JoinSpec) -> list[tuple[Any, ...]]:
-    chosen = chosen_keys(query)
+    chosen = chosen_keys(query, session.get_bind().dialect.name)
     where = [chosen.c[name] == value for name in ("task", "dataset", "metric") if (value := getattr(spec, name))]
     order = (chosen.c.task, chosen.c.dataset, chosen.c.metric, chosen.c.nn, chosen.c.epoch, chosen.c.trial_id)
     return [tuple(row) for row in session.execute(select(chosen).where(*where).order_by(*order))]

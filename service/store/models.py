@@ -195,7 +195,9 @@ class Trial(Base):
     __tablename__ = "cellar_trials"
 
     trial_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    job_id: Mapped[int] = mapped_column(ForeignKey("cellar_jobs.job_id", ondelete="CASCADE"), index=True)
+    #: indexed with ``state`` (``ix_cellar_trials_job_id_state``): a job's counts by state are read
+    #: from the index alone
+    job_id: Mapped[int] = mapped_column(ForeignKey("cellar_jobs.job_id", ondelete="CASCADE"))
     #: the Optuna trial number within the job's study
     number: Mapped[int] = mapped_column(Integer)
     architecture_id: Mapped[int | None] = mapped_column(
@@ -260,7 +262,7 @@ class Trial(Base):
         order_by="TrialEpoch.epoch", cascade="all, delete-orphan", passive_deletes=True
     )
 
-    __table_args__ = (UniqueConstraint("job_id", "number"),)
+    __table_args__ = (UniqueConstraint("job_id", "number"), Index("ix_cellar_trials_job_id_state", "job_id", "state"))
 
 
 class TrialEpoch(Base):

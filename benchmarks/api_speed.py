@@ -25,6 +25,7 @@ The reads: ``/healthz``; the metadata (``/v1/search-spaces``, ``/v1/strategies``
     .venv/bin/python benchmarks/api_speed.py --postgres          # the same on PostgreSQL
     .venv/bin/python benchmarks/api_speed.py --seconds 5 --jobs 2 --trials 100 --no-training   # a quick try
     .venv/bin/python benchmarks/api_speed.py --profile profile.txt   # py-spy on the server under load
+    .venv/bin/python benchmarks/api_speed.py --read-cache-mb 0       # every read asks the store
 
 ``--profile`` samples the server process with py-spy (``pip install py-spy``) during an extra load
 phase and writes the functions that hold the most samples, inclusive and by themselves.
@@ -298,6 +299,8 @@ def load_average() -> float:
 def report(result: dict[str, Any]) -> None:
     print(f"store: {result['store']}, {result['trials_stored']} trials; {result['clients']} clients; "
           f"{os.cpu_count()} cores; load average before: {result['load_before']:.2f}")  # fmt: skip
+    if result.get("read_cache_mb") is not None:
+        print(f"Cellar's read cache: CELLAR_READ_CACHE_MB={result['read_cache_mb']}")
     print("\none request at a time: median ms (client round trip included)")
     print(f"{'read':<12} {'bare':>8} {'cellar':>8} {'ratio':>7}")
     for kind, bare in result["single"]["bare"].items():
@@ -326,13 +329,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres", nargs="?", const=ADMIN_URL, default=None,
                         help=f"a fresh PostgreSQL database on this server (default {ADMIN_URL}) instead of SQLite")  # fmt: skip
     parser.add_argument("--no-training", action="store_true", help="skip the phase while a job trains")
+    parser.add_argument("--read-cache-mb", type=int, default=None,
+                        help="the server's CELLAR_READ_CACHE_MB (default: the setting's default; 0: every read asks the store)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--profile", type=Path, help="sample the server with py-spy under load; the summary here")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="cellar-speed-"))
     result: dict[str, Any] = {"store": "postgresql" if args.postgres else "sqlite", "clients": args.clients,
                               "seconds": args.seconds, "load_before": load_average()}  # fmt: skip
-    with database(args.postgres, workdir) as url, serving(workdir, database_url=url) as cellar:
+    result["read_cache_mb"] = args.read_cache_mb
+    cache = {} if args.read_cache_mb is None else {"CELLAR_READ_CACHE_MB": str(args.read_cache_mb)}
+    with database(args.postgres, workdir) as url, serving(workdir, database_url=url, **cache) as cellar:
         ids, readme = fill(cellar, url, workdir, args.jobs, args.trials)
         result["trials_stored"] = args.jobs * args.trials + 8
         kinds = reads(ids, readme, args.trials)

@@ -116,6 +116,15 @@ class Settings(BaseSettings):
             "burst); at least api_threads plus the job manager's and the submission queue's"
         ),
     )
+    read_cache_mb: int = Field(
+        64,
+        ge=0,
+        le=100_000,
+        description=(
+            "memory for answers of the read routes (jobs, trials, /v1/data), kept until anything in the "
+            "store changes; 0 turns the cache off"
+        ),
+    )
     start_manager: bool = Field(True, description="run the job manager (and Ray) inside the API process")
     max_running_jobs: int = Field(4, ge=1, le=1000, description="jobs one server runs at a time; more wait queued")
     executor_retry_s: float = Field(

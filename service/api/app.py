@@ -23,6 +23,7 @@ from ..store import Store, check_schema
 from . import data, events, jobs, keys, meta, models, submissions, summary, trials
 from ..agents.http import install_mcp
 from ..dashboard import install_dashboard
+from .cache import ReadCache
 from .docs import install_docs
 from .errors import install_error_handlers, responses
 from .limits import BodyLimit
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None, *, executor: object | None = No
         app.state.revision = check_schema(store)  # once: /healthz reports it without asking again
         app.state.settings = settings
         app.state.store = store
+        app.state.read_cache = ReadCache(store, settings.read_cache_mb * 1024 * 1024)
         app.state.api_key = settings.resolved_api_key()
         app.state.manager = None
         app.state.models = ModelChecker(store, settings)

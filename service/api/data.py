@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic_core import to_json
 
 from search_spaces.metrics import metric_direction
@@ -14,6 +14,7 @@ from ..lemur.contract import CODE_COLUMNS
 from ..lemur.prompts import compact_code
 from ..store.data import DataQuery, data_rows, nn_stat_rows
 from ..store.joins import JoinSpec, join_rows
+from .cache import cache_key
 from .deps import ReadAccess, StoreDep
 from .errors import responses
 from .schemas import MAX_INT, DataQueryBody, DataRows, Epoch, JoinedRows, PromptExample, PromptExamples
@@ -26,6 +27,7 @@ PAGE_ROWS = 50_000
 
 @router.get("/data", dependencies=[ReadAccess], response_model=DataRows)
 def data(
+    request: Request,
     store: StoreDep,
     task: Annotated[list[str] | None, Query(description="e.g. img-classification; repeat for several")] = None,
     dataset: Annotated[list[str] | None, Query()] = None,
@@ -56,39 +58,43 @@ def data(
 
     One answer holds at most ``PAGE_ROWS`` rows; when more match, ``next_offset`` is the
     ``offset`` of the next page (``service.lemur.data`` follows it)."""
-    limit = min(max_rows or PAGE_ROWS, PAGE_ROWS)
-    with store.read() as session:
-        rows = data_rows(
-            session,
-            DataQuery(
-                task=task,
-                dataset=dataset,
-                metric=metric,
-                nn=nn,
-                epoch=epoch,
-                nn_prefixes=nn_prefixes,
-                only_best_accuracy=only_best_accuracy,
-                unique_nn=unique_nn,
-                max_rows=limit + 1,
-                offset=offset,
-            ),
-            nn_stats=include_nn_stats,
-        )
-    more = len(rows) > limit and (max_rows is None or max_rows > limit)
-    rows = rows[:limit]
-    texts: dict[str, str] | None = None
-    if codes == "separate":
-        texts = {}
-        for row in rows:
-            for text, key in CODE_COLUMNS:
-                if row[text] is not None:
-                    texts[row[key]] = row[text]
-                    row[text] = None
-    # pydantic's JSON writer on the rows as ``data_rows`` built them (``DataRows`` documents them;
-    # the contract tests check answers against it): a page holds up to 50,000 rows, and validating
-    # them again took 4 times as long as writing them
-    answer = {"data": rows, "count": len(rows), "next_offset": offset + limit if more else None, "codes": texts}
-    return Response(to_json(answer), media_type="application/json")
+
+    def build() -> bytes:
+        limit = min(max_rows or PAGE_ROWS, PAGE_ROWS)
+        with store.read() as session:
+            rows = data_rows(
+                session,
+                DataQuery(
+                    task=task,
+                    dataset=dataset,
+                    metric=metric,
+                    nn=nn,
+                    epoch=epoch,
+                    nn_prefixes=nn_prefixes,
+                    only_best_accuracy=only_best_accuracy,
+                    unique_nn=unique_nn,
+                    max_rows=limit + 1,
+                    offset=offset,
+                ),
+                nn_stats=include_nn_stats,
+            )
+        more = len(rows) > limit and (max_rows is None or max_rows > limit)
+        rows = rows[:limit]
+        texts: dict[str, str] | None = None
+        if codes == "separate":
+            texts = {}
+            for row in rows:
+                for text, key in CODE_COLUMNS:
+                    if row[text] is not None:
+                        texts[row[key]] = row[text]
+                        row[text] = None
+        # pydantic's JSON writer on the rows as ``data_rows`` built them (``DataRows`` documents them;
+        # the contract tests check answers against it): a page holds up to 50,000 rows, and validating
+        # them again took 4 times as long as writing them
+        answer = {"data": rows, "count": len(rows), "next_offset": offset + limit if more else None, "codes": texts}
+        return to_json(answer)
+
+    return Response(request.app.state.read_cache.get(cache_key(request), build), media_type="application/json")
 
 
 @router.post("/data/query", dependencies=[ReadAccess], response_model=JoinedRows)

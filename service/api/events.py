@@ -115,17 +115,21 @@ async def job_events(job_id: int, store: StoreDep, settings: SettingsDep, reques
     """Server-sent events: ``trial`` events as trials start, finish epochs and end, and a ``job``
     event with the job's state whenever it changes, until the job ends. A server that stops first
     ends the stream with a ``shutdown`` event (the job does not end)."""
+    version = await run_in_threadpool(store.version)  # read before the data it stands for
     first = await run_in_threadpool(job_view, store, job_id)  # 404 before the stream starts
     shutdown = request.app.state.shutdown
     watch = TrialWatch(store, job_id)
 
     async def stream() -> AsyncIterator[str]:
-        view, last = first, first.model_dump_json()
+        view, last, current = first, first.model_dump_json(), version
         yield _sse("job", last)  # the stream opens with the job as it is
+        seen: object = object()  # the store's version when the trials were last read (none yet)
         while True:
             # trials are read after the job: every trial end the job's counts include is told first
-            for event in await run_in_threadpool(watch.poll):
-                yield _sse("trial", event)
+            if current is None or current != seen:
+                for event in await run_in_threadpool(watch.poll):
+                    yield _sse("trial", event)
+                seen = current
             snapshot = view.model_dump_json()
             if snapshot != last:
                 yield _sse("job", snapshot)
@@ -135,6 +139,9 @@ async def job_events(job_id: int, store: StoreDep, settings: SettingsDep, reques
             if await shutdown.wait(settings.events_poll_s):
                 yield SHUTDOWN_EVENT
                 return
-            view = await run_in_threadpool(job_view, store, job_id)
+            # nothing committed to the store since the last look: nothing to read, nothing to tell
+            current = await run_in_threadpool(store.version)
+            if current is None or current != seen:
+                view = await run_in_threadpool(job_view, store, job_id)
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

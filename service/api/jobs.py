@@ -10,7 +10,7 @@ import shutil
 from collections import OrderedDict
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
@@ -21,6 +21,7 @@ from ..jobs.artifacts import ArtifactStore
 from ..jobs.spec import JobCreate, JobExtension
 from ..store import Job, JobStatus, Store, TabularTable, Trial, TrialState, lifecycle, queries, tables, utcnow
 from ..tabular.jobs import fit_to_table
+from .cache import cached_json
 from .deps import Caller, ManagerDep, ReadAccess, SettingsDep, StoreDep, WriteAccess, WriterDep
 from .deps import check_dataset_files, check_owner
 from .errors import responses
@@ -153,26 +154,29 @@ def submit_job(
     return job_view(store, job_id)
 
 
-@router.get("/jobs", dependencies=[ReadAccess], responses=responses(422))
+@router.get("/jobs", dependencies=[ReadAccess], responses=responses(422), response_model=JobsPublic)
 def list_jobs(
+    request: Request,
     store: StoreDep,
     status_: Annotated[
         Literal["queued", "running", "succeeded", "failed", "cancelled"] | None, Query(alias="status")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
-) -> JobsPublic:
-    with store.read() as session:
-        jobs, total = queries.list_jobs(session, status=status_, limit=limit, offset=offset)
-        ids = [job.job_id for job in jobs]
-        counts = queries.trial_counts(session, ids)
-        shown = shown_views(session, list(jobs), counts)
-        return JobsPublic(data=[job_public(j, counts[j.job_id], *shown[j.job_id]) for j in jobs], count=total)
+) -> Response:
+    def build() -> JobsPublic:
+        with store.read() as session:
+            jobs, total = queries.list_jobs(session, status=status_, limit=limit, offset=offset)
+            counts = queries.trial_counts(session, [job.job_id for job in jobs])
+            shown = shown_views(session, list(jobs), counts)
+            return JobsPublic(data=[job_public(j, counts[j.job_id], *shown[j.job_id]) for j in jobs], count=total)
+
+    return cached_json(request, build)
 
 
-@router.get("/jobs/{job_id}", dependencies=[ReadAccess], responses=responses(404, 422))
-def get_job(job_id: int, store: StoreDep) -> JobPublic:
-    return job_view(store, job_id)
+@router.get("/jobs/{job_id}", dependencies=[ReadAccess], responses=responses(404, 422), response_model=JobPublic)
+def get_job(job_id: int, store: StoreDep, request: Request) -> Response:
+    return cached_json(request, lambda: job_view(store, job_id))
 
 
 @router.get("/jobs/{job_id}/pareto", dependencies=[ReadAccess], responses=responses(404, 422))

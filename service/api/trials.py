@@ -6,9 +6,10 @@ shows) and a global id (``id``, unique in the store). Both reach it.
 
 from __future__ import annotations
 
+import pathlib
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse
 
 from sqlalchemy.orm import Session
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 from ..store import Trial, queries
 from ..errors import NotFoundError
 from ..jobs.artifacts import ArtifactStore
+from .cache import cache_key, cached_json, json_bytes
 from .deps import ReadAccess, SettingsDep, StoreDep
 from .errors import responses
 from .schemas import TrialPublic, TrialsPublic
@@ -36,30 +38,52 @@ def _json_errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 JobId = Annotated[int, Path(description="the job's id")]
 
 
-@router.get("/jobs/{job_id}/trials", dependencies=[ReadAccess], responses=responses(404, 422))
+@router.get(
+    "/jobs/{job_id}/trials", dependencies=[ReadAccess], responses=responses(404, 422), response_model=TrialsPublic
+)
 def list_trials(
     job_id: JobId,
     store: StoreDep,
+    request: Request,
     state: Annotated[Literal["running", "complete", "pruned", "failed"] | None, Query()] = None,
-) -> TrialsPublic:
+) -> Response:
     """The job's trials in number order, with their per-epoch metrics (without ``nn_code``)."""
-    with store.read() as session:
-        metric = queries.get_job(session, job_id).metric
-        trials = queries.list_trials(session, job_id, state=state)
-        return TrialsPublic(data=[trial_public(t, metric) for t in trials], count=len(trials))
+
+    def build() -> TrialsPublic:
+        with store.read() as session:
+            metric = queries.get_job(session, job_id).metric
+            trials = queries.list_trials(session, job_id, state=state)
+            return TrialsPublic(data=[trial_public(t, metric) for t in trials], count=len(trials))
+
+    return cached_json(request, build)
 
 
-@router.get("/jobs/{job_id}/trials/{number}", dependencies=[ReadAccess], responses=responses(404, 422))
+@router.get(
+    "/jobs/{job_id}/trials/{number}", dependencies=[ReadAccess], responses=responses(404, 422), response_model=TrialPublic
+)
 def get_job_trial(
     job_id: JobId,
     number: Annotated[int, Path(ge=0, description="the trial's number in its job: 0, 1, ...")],
     store: StoreDep,
     settings: SettingsDep,
-) -> TrialPublic:
+    request: Request,
+) -> Response:
     """Trial ``number`` of the job, with its ``nn_code``, its ``drawing`` and whether its weights are kept."""
-    with store.read() as session:
-        trial = queries.get_trial_by_number(session, job_id, number)
-        return _with_code(session, trial, ArtifactStore(settings.artifacts_dir))
+    artifacts = ArtifactStore(settings.artifacts_dir)
+
+    def build() -> tuple[pathlib.Path, bytes, bytes]:
+        # both answers: whether the weights are kept is asked of the disk on every request, as
+        # the job manager keeps and drops them without a change to the store
+        with store.read() as session:
+            trial = queries.get_trial_by_number(session, job_id, number)
+            public = _with_code(session, trial)
+            trained = _trained(session, trial)
+        path = artifacts.weights(trained.job_id, trained.number)
+        kept, dropped = (json_bytes(public.model_copy(update={"weights": flag})) for flag in (True, False))
+        return path, kept, dropped
+
+    path, kept, dropped = request.app.state.read_cache.get(cache_key(request), build, size=lambda a: len(a[1]) * 2)
+    return Response(kept if path.is_file() else dropped, media_type="application/json")
 
 
 @router.get(
@@ -123,12 +147,15 @@ def get_trial(
         return _with_code(session, queries.get_trial(session, trial_id), ArtifactStore(settings.artifacts_dir))
 
 
-def _with_code(session: Session, trial: Trial, artifacts: ArtifactStore) -> TrialPublic:
+def _with_code(session: Session, trial: Trial, artifacts: ArtifactStore | None = None) -> TrialPublic:
+    """The trial's view with its code and drawing; whether its weights are kept when ``artifacts``
+    is given (else false)."""
     job = queries.get_job(session, trial.job_id)
     public = trial_public(trial, job.metric, with_code=True)
     public.drawing = drawing(job, trial)
-    trained = _trained(session, trial)
-    public.weights = artifacts.weights(trained.job_id, trained.number).is_file()
+    if artifacts is not None:
+        trained = _trained(session, trial)
+        public.weights = artifacts.weights(trained.job_id, trained.number).is_file()
     return public
 
 

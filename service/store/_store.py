@@ -3,10 +3,14 @@
 SQLite gets WAL mode and a single writer: write sessions take a process-wide lock and open their
 transaction with ``BEGIN IMMEDIATE`` (a deferred transaction that later upgrades to a write lock is
 what raises "database is locked" even with a busy timeout). Readers never wait for the writer.
+
+``Store.version()`` changes whenever anyone, in any process, commits a change to the database: the
+API keeps answers computed at one version until it changes (``service.api.cache``).
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -45,6 +49,8 @@ class Store:
         self._readers = sessionmaker(self.engine, expire_on_commit=False)
         self._writers = sessionmaker(self._write_engine, expire_on_commit=False)
         self._write_lock: Any = threading.Lock() if self.is_sqlite else nullcontext()
+        self._version_lock = threading.Lock()
+        self._watcher: sqlite3.Connection | None = None
 
     @property
     def display_url(self) -> str:
@@ -68,7 +74,36 @@ class Store:
         with self._translate(), self.engine.connect() as connection:
             connection.exec_driver_sql("SELECT 1")
 
+    def version(self) -> str | None:
+        """A value that differs from every earlier one once a change has been committed to the
+        database since (by this process or any other); ``None`` for an in-memory database.
+
+        SQLite: ``PRAGMA data_version`` of a connection of its own, which changes when any other
+        connection commits. PostgreSQL: the server's current snapshot (``pg_current_snapshot()``),
+        which changes when a transaction that may write starts or ends, in any database of the
+        server; transactions that only read leave it as it is. Read it before reading the data
+        that it stands for: what a read then sees is at least as new as the version."""
+        if not self.is_sqlite:
+            with self._translate(), self.engine.connect() as connection:
+                return str(connection.exec_driver_sql("SELECT pg_current_snapshot()::text").scalar())
+        if self.url.database in (None, "", ":memory:"):
+            return None
+        try:
+            with self._version_lock:
+                if self._watcher is None:
+                    self._watcher = sqlite3.connect(self.url.database, check_same_thread=False, isolation_level=None)
+                return str(self._watcher.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error as error:
+            raise StoreUnavailableError(
+                f"the store at {self.display_url} failed: {error}. Check CELLAR_DATABASE_URL and that the file "
+                "is readable."
+            ) from error
+
     def dispose(self) -> None:
+        with self._version_lock:
+            if self._watcher is not None:
+                self._watcher.close()
+                self._watcher = None
         self.engine.dispose()
 
     @contextmanager

@@ -1,4 +1,4 @@
-"""``/healthz``, ``/v1/search-spaces``, ``/v1/datasets``, ``/v1/strategies``."""
+"""``/healthz``, ``/readyz``, ``/v1/search-spaces``, ``/v1/datasets``, ``/v1/strategies``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from ..jobs import strategies
 from ..errors import StoreError
 from ..jobs.manager import JobManager
 from ..settings import Settings
-from ..store import head_revision
+from ..store import current_revision, head_revision
 from .deps import ReadAccess, StoreDep, get_manager, get_settings_dep
 from .errors import responses
 from .schemas import DatasetPublic, HealthPublic, SearchSpacePublic, StrategiesPublic, StrategyPublic
@@ -41,6 +41,30 @@ def healthz(request: Request, store: StoreDep, manager: Annotated[JobManager | N
     ok = store_status["status"] == "ok" and executor.get("status") in ("ok", "starting", "disabled")
     body = HealthPublic(status="ok" if ok else "degraded", version=__version__, store=store_status, executor=executor)
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if store_status["status"] == "ok" else 503)
+
+
+@router.get(
+    "/readyz",
+    response_model=HealthPublic,
+    responses={503: {"model": HealthPublic, "description": "not ready: the store or the executor is not"}},
+)
+def readyz(request: Request, store: StoreDep, manager: Annotated[JobManager | None, Depends(get_manager)]) -> JSONResponse:
+    """Readiness, for a load balancer or an orchestrator: 200 only when the store answers at the
+    revision this server needs (asked again on each call: another process may have migrated it
+    since the start) and the executor is ready (Ray started, or no job manager here). 503 with
+    what is not, otherwise. ``/healthz`` stays the cheap liveness probe."""
+    head = head_revision()
+    try:
+        revision = current_revision(store)
+        store_status = {"status": "ok", "url": store.display_url, "revision": revision, "head": head}
+        if revision != head:
+            store_status.update(status="error", error=f"the store is at revision {revision}, this server needs {head}")
+    except StoreError as error:
+        store_status = {"status": "error", "url": store.display_url, "error": str(error)}
+    executor = manager.status() if manager is not None else {"status": "disabled"}
+    ready = store_status["status"] == "ok" and executor.get("status") in ("ok", "disabled")
+    body = HealthPublic(status="ok" if ready else "not ready", version=__version__, store=store_status, executor=executor)
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if ready else 503)
 
 
 def _json(model: Any, value: Any) -> bytes:

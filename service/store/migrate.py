@@ -7,8 +7,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
 
 from ..errors import StoreSchemaError
 from ._store import Store
@@ -59,9 +59,12 @@ def head_revision() -> str:
 
 
 def current_revision(store: Store) -> str | None:
+    """The store's revision, read from Cellar's version table (None: no Cellar tables yet)."""
     with store.read() as session:
-        context = MigrationContext.configure(session.connection(), opts={"version_table": VERSION_TABLE})
-        return context.get_current_revision()
+        connection = session.connection()
+        if not inspect(connection).has_table(VERSION_TABLE):
+            return None
+        return connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
 
 
 def check_schema(store: Store) -> str:

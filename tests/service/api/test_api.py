@@ -214,6 +214,30 @@ def test_discovery_endpoints(client: TestClient) -> None:
     assert client.get("/v1/data", params={"task": "img-classification"}).json() == {"data": [], "count": 0, "next_offset": None, "codes": None}
 
 
+def test_readiness_asks_the_store_its_revision_on_each_call(store_url: str) -> None:
+    from sqlalchemy import text
+
+    from service.store import head_revision
+    from service.store.migrate import VERSION_TABLE
+
+    store = Store(store_url)
+    upgrade(store)
+    with TestClient(create_app(Settings(database_url=store_url, api_key=KEY, start_manager=False))) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["status"] == "ok"
+        assert ready.json()["store"]["revision"] == head_revision() and ready.json()["executor"] == {"status": "disabled"}
+        with store.write() as session:  # another process moves the store to an older revision
+            session.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '0001'"))
+        moved = client.get("/readyz")
+        assert moved.status_code == 503 and moved.json()["status"] == "not ready"
+        assert f"the store is at revision 0001, this server needs {head_revision()}" in moved.json()["store"]["error"]
+        assert client.get("/healthz").status_code == 200  # liveness: the server itself is fine
+        with store.write() as session:
+            session.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '{head_revision()}'"))
+        assert client.get("/readyz").status_code == 200
+    store.dispose()
+
+
 def test_a_file_dataset_without_its_files_is_a_422_that_says_where_they_go(client: TestClient) -> None:
     response = client.post("/v1/jobs", json=body(dataset="cifar-10"), headers=AUTH)
     assert response.status_code == 422

@@ -7,7 +7,8 @@ in any process, committed something). An answer is never older than the store: t
 before the data, so an answer kept under it is at least as new as it.
 
 Only routes whose answer depends on the request's path and query alone use it; the route's own
-dependencies (API keys, rate limits) run before, on every request. ``CELLAR_READ_CACHE_MB`` bounds
+dependencies (API keys, rate limits) run before, on every request. Those routes are ``async``: an
+answer kept is served from the event loop, and only a miss goes to the thread pool to be built. ``CELLAR_READ_CACHE_MB`` bounds
 the memory it holds (0 turns it off).
 """
 
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from fastapi import Request, Response
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from ..store import Store
@@ -49,20 +51,43 @@ class ReadCache:
     def get(self, key: str, build: Callable[[], T], size: Callable[[T], int] = len) -> T:  # type: ignore[assignment]
         """The value kept under ``key`` at the store's current version, else ``build()`` (kept when
         the store has not changed meanwhile and ``size(value)`` fits in a tenth of the bound)."""
-        if self._max_bytes <= 0:
-            return build()
-        version = self._store.version()
+        version, kept = self._lookup(key, self._store.version() if self._max_bytes > 0 else None)
+        if kept is not None:
+            return kept  # type: ignore[return-value]
+        value = build()
+        self._keep(key, version, value, size)
+        return value
+
+    async def aget(self, key: str, build: Callable[[], T], size: Callable[[T], int] = len) -> T:  # type: ignore[assignment]
+        """``get`` for an ``async`` route: an answer kept is served without a trip to the thread
+        pool (on SQLite, whose version is a local ``PRAGMA``; PostgreSQL's takes a round trip, in
+        the pool), and ``build`` runs in the pool."""
+        version = None
+        if self._max_bytes > 0:
+            version = self._store.version() if self._store.is_sqlite else await run_in_threadpool(self._store.version)
+        version, kept = self._lookup(key, version)
+        if kept is not None:
+            return kept  # type: ignore[return-value]
+        value = await run_in_threadpool(build)
+        self._keep(key, version, value, size)
+        return value
+
+    def _lookup(self, key: str, version: str | None) -> tuple[str | None, object | None]:
         if version is None:
-            return build()
+            return None, None
         with self._lock:
             if version != self._version:
                 self._version, self._kept, self._bytes = version, {}, 0
             kept = self._kept.get(key)
             if kept is not None:
                 self.hits += 1
-                return kept[0]  # type: ignore[return-value]
+                return version, kept[0]
             self.misses += 1
-        value = build()
+        return version, None
+
+    def _keep(self, key: str, version: str | None, value: T, size: Callable[[T], int]) -> None:
+        if version is None:
+            return
         weight = size(value)
         with self._lock:
             if version == self._version and weight <= self._max_bytes // 10:
@@ -71,13 +96,13 @@ class ReadCache:
                     self._bytes -= dropped
                 self._kept[key] = (value, weight)
                 self._bytes += weight
-        return value
 
 
-def cached_json(request: Request, build: Callable[[], BaseModel]) -> Response:
-    """The JSON of ``build()``'s model, from the app's ``ReadCache`` while the store has not changed."""
+async def cached_json(request: Request, build: Callable[[], BaseModel]) -> Response:
+    """The JSON of ``build()``'s model (built in the thread pool), from the app's ``ReadCache``
+    while the store has not changed."""
     cache: ReadCache = request.app.state.read_cache
-    body = cache.get(cache_key(request), lambda: json_bytes(build()))
+    body = await cache.aget(cache_key(request), lambda: json_bytes(build()))
     return Response(body, media_type="application/json")
 
 

@@ -26,7 +26,7 @@ PAGE_ROWS = 50_000
 
 
 @router.get("/data", dependencies=[ReadAccess], response_model=DataRows)
-def data(
+async def data(
     request: Request,
     store: StoreDep,
     task: Annotated[list[str] | None, Query(description="e.g. img-classification; repeat for several")] = None,
@@ -94,7 +94,7 @@ def data(
         answer = {"data": rows, "count": len(rows), "next_offset": offset + limit if more else None, "codes": texts}
         return to_json(answer)
 
-    return Response(request.app.state.read_cache.get(cache_key(request), build), media_type="application/json")
+    return Response(await request.app.state.read_cache.aget(cache_key(request), build), media_type="application/json")
 
 
 @router.post("/data/query", dependencies=[ReadAccess], response_model=JoinedRows)

@@ -155,7 +155,7 @@ def submit_job(
 
 
 @router.get("/jobs", dependencies=[ReadAccess], responses=responses(422), response_model=JobsPublic)
-def list_jobs(
+async def list_jobs(
     request: Request,
     store: StoreDep,
     status_: Annotated[
@@ -171,12 +171,12 @@ def list_jobs(
             shown = shown_views(session, list(jobs), counts)
             return JobsPublic(data=[job_public(j, counts[j.job_id], *shown[j.job_id]) for j in jobs], count=total)
 
-    return cached_json(request, build)
+    return await cached_json(request, build)
 
 
 @router.get("/jobs/{job_id}", dependencies=[ReadAccess], responses=responses(404, 422), response_model=JobPublic)
-def get_job(job_id: int, store: StoreDep, request: Request) -> Response:
-    return cached_json(request, lambda: job_view(store, job_id))
+async def get_job(job_id: int, store: StoreDep, request: Request) -> Response:
+    return await cached_json(request, lambda: job_view(store, job_id))
 
 
 @router.get("/jobs/{job_id}/pareto", dependencies=[ReadAccess], responses=responses(404, 422))

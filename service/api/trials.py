@@ -41,7 +41,7 @@ JobId = Annotated[int, Path(description="the job's id")]
 @router.get(
     "/jobs/{job_id}/trials", dependencies=[ReadAccess], responses=responses(404, 422), response_model=TrialsPublic
 )
-def list_trials(
+async def list_trials(
     job_id: JobId,
     store: StoreDep,
     request: Request,
@@ -55,13 +55,13 @@ def list_trials(
             trials = queries.list_trials(session, job_id, state=state)
             return TrialsPublic(data=[trial_public(t, metric) for t in trials], count=len(trials))
 
-    return cached_json(request, build)
+    return await cached_json(request, build)
 
 
 @router.get(
     "/jobs/{job_id}/trials/{number}", dependencies=[ReadAccess], responses=responses(404, 422), response_model=TrialPublic
 )
-def get_job_trial(
+async def get_job_trial(
     job_id: JobId,
     number: Annotated[int, Path(ge=0, description="the trial's number in its job: 0, 1, ...")],
     store: StoreDep,
@@ -82,7 +82,7 @@ def get_job_trial(
         kept, dropped = (json_bytes(public.model_copy(update={"weights": flag})) for flag in (True, False))
         return path, kept, dropped
 
-    path, kept, dropped = request.app.state.read_cache.get(cache_key(request), build, size=lambda a: len(a[1]) * 2)
+    path, kept, dropped = await request.app.state.read_cache.aget(cache_key(request), build, size=lambda a: len(a[1]) * 2)
     return Response(kept if path.is_file() else dropped, media_type="application/json")
 
 

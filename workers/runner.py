@@ -175,7 +175,10 @@ def _placement() -> tuple[str, list[str]]:
     """
     host, pid = socket.gethostname(), os.getpid()
     ray = sys.modules.get("ray")
-    if ray is not None and ray.is_initialized():
+    # another thread may be importing Ray this moment: a half-made module has no is_initialized,
+    # and a Ray still being imported has not been initialized either
+    initialized = getattr(ray, "is_initialized", None)
+    if initialized is not None and initialized():
         return f"{host}/{ray.util.get_node_ip_address()}:{pid}", [str(g) for g in ray.get_gpu_ids()]
     visible = os.environ.get("CUDA_VISIBLE_DEVICES") or ""
     return f"{host}:{pid}", [g for g in visible.split(",") if g]

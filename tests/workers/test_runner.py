@@ -92,3 +92,17 @@ def test_a_memory_cap_turns_a_big_model_into_an_out_of_memory_error() -> None:
     assert "big failed: TrialOutOfMemory out of memory: the trial needed more than its memory cap of 300 MiB" in result.stdout, (
         result.stdout + result.stderr
     )
+
+
+def test_a_ray_half_imported_by_another_thread_is_not_taken_for_a_ray_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dashboard's server imported Ray in one thread while a trial ran in another: the trial
+    found the half-made module in sys.modules and failed on its missing ``is_initialized``."""
+    import os
+    import socket
+    import types
+
+    from workers.runner import _placement
+
+    monkeypatch.setitem(sys.modules, "ray", types.ModuleType("ray"))  # as it is mid-import
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert _placement() == (f"{socket.gethostname()}:{os.getpid()}", [])

@@ -8,8 +8,8 @@ before the data, so an answer kept under it is at least as new as it.
 
 Only routes whose answer depends on the request's path and query alone use it; the route's own
 dependencies (API keys, rate limits) run before, on every request. Those routes are ``async``: an
-answer kept is served from the event loop, and only a miss goes to the thread pool to be built. ``CELLAR_READ_CACHE_MB`` bounds
-the memory it holds (0 turns it off).
+answer kept is served from the event loop, and only a miss goes to the thread pool to be built.
+``CELLAR_READ_CACHE_MB`` bounds the memory it holds (0 turns it off).
 """
 
 from __future__ import annotations
@@ -48,20 +48,11 @@ class ReadCache:
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: str, build: Callable[[], T], size: Callable[[T], int] = len) -> T:  # type: ignore[assignment]
-        """The value kept under ``key`` at the store's current version, else ``build()`` (kept when
-        the store has not changed meanwhile and ``size(value)`` fits in a tenth of the bound)."""
-        version, kept = self._lookup(key, self._store.version() if self._max_bytes > 0 else None)
-        if kept is not None:
-            return kept  # type: ignore[return-value]
-        value = build()
-        self._keep(key, version, value, size)
-        return value
-
     async def aget(self, key: str, build: Callable[[], T], size: Callable[[T], int] = len) -> T:  # type: ignore[assignment]
-        """``get`` for an ``async`` route: an answer kept is served without a trip to the thread
-        pool (on SQLite, whose version is a local ``PRAGMA``; PostgreSQL's takes a round trip, in
-        the pool), and ``build`` runs in the pool."""
+        """The value kept under ``key`` at the store's current version, else ``build()``, run in the
+        thread pool (kept when the store has not changed meanwhile and ``size(value)`` fits in a
+        tenth of the bound). A kept answer is served without a trip to the pool on SQLite, whose
+        version is a local ``PRAGMA``; PostgreSQL's takes a round trip, in the pool."""
         version = None
         if self._max_bytes > 0:
             version = self._store.version() if self._store.is_sqlite else await run_in_threadpool(self._store.version)

@@ -40,7 +40,7 @@ class DataQuery:
     offset: int = 0
 
 
-#: the filters, in the composite index's order: (DataQuery field, epoch table column)
+#: the filters, in the composite index's order: each a DataQuery field and the epoch table's column of that name
 _FILTERS = ("task", "dataset", "metric", "nn", "epoch")
 
 

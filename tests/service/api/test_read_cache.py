@@ -4,6 +4,7 @@ very next answer."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -99,7 +100,7 @@ def test_the_cache_holds_at_most_its_bound(tmp_path: Path) -> None:
     upgrade(store)
     cache = ReadCache(store, max_bytes=1000)
     for index in range(50):
-        assert cache.get(f"k{index}", lambda i=index: b"x" * 90) == b"x" * 90
+        assert asyncio.run(cache.aget(f"k{index}", lambda i=index: b"x" * 90)) == b"x" * 90
     assert cache._bytes <= 1000 and len(cache._kept) == 11  # the newest answers
     assert "k49" in cache._kept and "k0" not in cache._kept
-    assert cache.get("big", lambda: b"y" * 500) == b"y" * 500 and "big" not in cache._kept  # over a tenth
+    assert asyncio.run(cache.aget("big", lambda: b"y" * 500)) == b"y" * 500 and "big" not in cache._kept  # over a tenth

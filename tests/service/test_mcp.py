@@ -8,7 +8,6 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from service.settings import Settings
 from service.store import Store, upgrade
+from tests.aio import run_async
 from tests.browser.conftest import LocalServer
 from tests.search_spaces.lemur_models import MLP_CODE
 from tests.service.bodies import job_body
@@ -32,11 +32,6 @@ pytestmark = pytest.mark.timeout(300)
 KEY = "mcp-key"
 
 
-def run(session: Any) -> Any:
-    """``anyio.run(session)`` on a thread of its own: a test session's browser fixture (Playwright's
-    sync API) may hold this thread's event loop."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(anyio.run, session).result()
 TOOLS = {"list_search_spaces", "list_datasets", "list_strategies", "submit_job", "job_status", "job_summary",
          "pareto_set", "cancel_job", "query_results", "prompt_examples", "submit_model", "queue_models",
          "submission_results"}
@@ -92,7 +87,7 @@ def test_an_agent_searches_reads_and_submits_code_over_http(server: LocalServer)
             return dict(tools=tools, spaces=spaces, job=job, status=status, summary=summary, rows=rows,
                         examples=examples, broken=broken, refused=refused, missing=missing)
 
-    seen = run(session)
+    seen = run_async(session)
     assert TOOLS <= seen["tools"]
     assert {s["kind"] for s in seen["spaces"]} >= {"nb201", "gnn", "kan", "code"}
     assert seen["job"]["status"] == "queued" and seen["status"]["status"] == "succeeded"
@@ -131,7 +126,7 @@ def test_an_agent_queues_models_and_follows_them(server: LocalServer) -> None:
             refused = await client.call_tool("queue_models", {"models": [{**model, "dataset": "no-such"}]})
             return queued, seen, refused
 
-    queued, seen, refused = run(session)
+    queued, seen, refused = run_async(session)
     assert [q["status"] for q in queued] == ["queued", "queued"] and queued[0]["name"].startswith("mcp-queue-")
     assert [s["id"] for s in seen] == [q["id"] for q in queued]
     good, broken = (s["result"] for s in seen)
@@ -152,7 +147,7 @@ def test_the_http_endpoint_needs_the_key(server: LocalServer) -> None:
             await client.list_tools()
 
     with pytest.raises(Exception):  # noqa: B017 - the SDK raises its own error for the 401
-        run(wrong_key)
+        run_async(wrong_key)
 
 
 def test_cellar_mcp_serves_the_tools_over_stdio(server: LocalServer, tmp_path: Path) -> None:
@@ -167,6 +162,6 @@ def test_cellar_mcp_serves_the_tools_over_stdio(server: LocalServer, tmp_path: P
             tools = {tool.name for tool in (await client.list_tools()).tools}
             return tools, structured(await client.call_tool("list_datasets", {}))
 
-    tools, datasets = run(session)
+    tools, datasets = run_async(session)
     assert TOOLS <= tools
     assert {"digits", "iris", "karate"} <= {d["name"] for d in datasets}

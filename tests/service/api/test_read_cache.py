@@ -4,7 +4,6 @@ very next answer."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,7 @@ from service.api import create_app
 from service.api.cache import ReadCache
 from service.settings import Settings
 from service.store import Store, upgrade
+from tests.aio import run_async
 from tests.service.bodies import job_body
 from tests.service.jobs.test_manager import manager, run, submit
 from workers.inline_executor import InlineExecutor
@@ -100,7 +100,7 @@ def test_the_cache_holds_at_most_its_bound(tmp_path: Path) -> None:
     upgrade(store)
     cache = ReadCache(store, max_bytes=1000)
     for index in range(50):
-        assert asyncio.run(cache.aget(f"k{index}", lambda i=index: b"x" * 90)) == b"x" * 90
+        assert run_async(cache.aget, f"k{index}", lambda: b"x" * 90) == b"x" * 90
     assert cache._bytes <= 1000 and len(cache._kept) == 11  # the newest answers
     assert "k49" in cache._kept and "k0" not in cache._kept
-    assert asyncio.run(cache.aget("big", lambda: b"y" * 500)) == b"y" * 500 and "big" not in cache._kept  # over a tenth
+    assert run_async(cache.aget, "big", lambda: b"y" * 500) == b"y" * 500 and "big" not in cache._kept  # over a tenth

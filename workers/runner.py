@@ -40,7 +40,10 @@ from .protocol import EpochReport, FinalReport, SetupReport, TrialPayload
 from .proxies import zero_cost
 from .tasks import Prepared, prepare
 
-__all__ = ["ConstraintViolation", "GPUUnavailable", "TrialDiverged", "TrialOutOfMemory", "TrialRunner", "run_trial"]
+__all__ = [
+    "ConstraintViolation", "GPUUnavailable", "TrialDiverged", "TrialOutOfMemory", "TrialRunner", "run_trial", "score_proxies",
+    "seed_everything",
+]
 
 _LATENCY_RUNS = 5
 
@@ -141,7 +144,7 @@ def measure(model: nn.Module, one: Any, batch: Any, device: torch.device) -> tup
     return flops, statistics.median(times)
 
 
-def _score(model: nn.Module, batches: Any, p: TrialPayload, device: torch.device) -> tuple[dict[str, Any] | None, float | None]:
+def score_proxies(model: nn.Module, batches: Any, p: TrialPayload, device: torch.device) -> tuple[dict[str, Any] | None, float | None]:
     """The zero-cost proxies the job asked for, on a training-sized batch of the training split,
     before any step; a candidate below ``min_proxies`` is a ``ConstraintViolation`` (not trained)."""
     if not p.proxies:
@@ -197,7 +200,7 @@ def _no_gpu_message(worker: str, gpu_ids: list[str]) -> str:
     )
 
 
-def _seed_everything(seed: int) -> None:
+def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -350,7 +353,7 @@ class TrialRunner:
         loaded = _vm_data() - before
         info, split, batches, in_shape, out_shape = prepared if prepared is not None else self.prepare(p)
 
-        _seed_everything(p.seed)
+        seed_everything(p.seed)
         module = load_nn_module(p.nn_code, p.nn_name)
         model = module.Net(in_shape, out_shape, dict(p.prm), device)
         model.to(device)
@@ -362,7 +365,7 @@ class TrialRunner:
         flops, latency_ms = measure(model, batches.one, batches.batch, device)
         if p.max_flops is not None and flops > p.max_flops:
             raise ConstraintViolation(f"{flops} FLOPs exceed the job's max_flops {p.max_flops}; not trained")
-        proxies, proxy_seconds = _score(model, batches, p, device)
+        proxies, proxy_seconds = score_proxies(model, batches, p, device)
         model.train_setup(dict(p.prm))
         # the cap starts here: libraries and data are loaded, what follows is the trial's own memory
         if self._baseline is None:

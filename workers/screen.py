@@ -2,7 +2,7 @@
 
 Each candidate is built as its trial would be (the same seed, code, ``prm`` and device) and scored
 with one zero-cost proxy on a training-sized batch of the job's training split, as ``setup``
-scores a trial before its first step (``workers.runner._score``). Nothing is trained and nothing
+scores a trial before its first step (``workers.runner.score_proxies``). Nothing is trained and nothing
 is kept: the model is dropped after its score. A candidate that cannot be scored (its code raises,
 it exceeds ``max_params``, the proxy is undefined for it) scores ``None`` and ranks last; only a
 failure of the whole call (the dataset is missing, say) is an error.
@@ -21,7 +21,7 @@ from search_spaces import get_search_space
 
 from .nn_module import load_nn_module
 from .protocol import ScreenRequest, TrialPayload
-from .runner import TrialRunner, _score, _seed_everything
+from .runner import TrialRunner, score_proxies, seed_everything
 
 __all__ = ["score_candidates"]
 
@@ -58,13 +58,13 @@ def score_candidates(runner: TrialRunner, request: dict[str, Any]) -> list[float
 def _one(payload: TrialPayload, prepared: Any, device: torch.device, proxy: str) -> float | None:
     _info, _split, batches, in_shape, out_shape = prepared
     try:
-        _seed_everything(payload.seed)
+        seed_everything(payload.seed)
         module = load_nn_module(payload.nn_code, payload.nn_name)
         model = module.Net(in_shape, out_shape, dict(payload.prm), device)
         model.to(device)
         if payload.max_params is not None and sum(t.numel() for t in model.parameters()) > payload.max_params:
             return None  # never trained: it ranks last
-        scores, _seconds = _score(model, batches, payload, device)
+        scores, _seconds = score_proxies(model, batches, payload, device)
     except Exception as error:  # the candidate's own failure: its trial would fail the same way
         log.info("screening: %s could not be scored: %s: %s", payload.arch, type(error).__name__, error)
         return None

@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None, *, executor: object | None = No
             await run_in_threadpool(app.state.queue.stop)  # before the manager stops Ray
             if app.state.manager is not None:
                 await run_in_threadpool(app.state.manager.stop)
+            await app.state.read_cache.version.aclose()
             store.dispose()
 
     app = FastAPI(

@@ -10,21 +10,30 @@ Only routes whose answer depends on the request's path and query alone use it; t
 dependencies (API keys, rate limits) run before, on every request. Those routes are ``async``: an
 answer kept is served from the event loop, and only a miss goes to the thread pool to be built.
 ``CELLAR_READ_CACHE_MB`` bounds the memory it holds (0 turns it off).
+
+The version is read from the event loop too (``StoreVersion``): SQLite's is a local ``PRAGMA``;
+PostgreSQL's is one query on a connection of the cache's own, shared by every request that arrives
+while the query before is in flight.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import psycopg
+import pydantic_core
 from fastapi import Request, Response
+from fastapi.responses import JSONResponse
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
+from ..errors import StoreUnavailableError
 from ..store import Store
 
-__all__ = ["ReadCache", "cache_key", "cached_json", "json_bytes"]
+__all__ = ["ReadCache", "StoreVersion", "cache_key", "cached_json", "json_bytes"]
 
 T = TypeVar("T")
 
@@ -34,34 +43,103 @@ def cache_key(request: Request) -> str:
     return f"{request.url.path}?{request.url.query}"
 
 
+class StoreVersion:
+    """``Store.version()`` read from the event loop, with no trip to the thread pool.
+
+    SQLite's is a ``PRAGMA`` on a local file, read inline. PostgreSQL's (``pg_current_snapshot()``)
+    is read on one autocommit connection of its own (psycopg's async), one query at a time: a
+    request that arrives while a query is in flight waits for the next one, which starts after it
+    arrived, so the version it gets is never older than its arrival; under load one round trip
+    serves every request that arrived during the one before. A lost connection is opened again once
+    before the read fails."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._lock = asyncio.Lock()
+        self._connection: psycopg.AsyncConnection | None = None
+        self._started = self._finished = 0  # queries started, and the number of the last one that finished
+        self._last: str | None = None
+
+    async def read(self) -> str | None:
+        if self._store.is_sqlite:
+            return self._store.version()
+        arrived = self._started
+        async with self._lock:
+            if self._finished > arrived:  # a query that started after this request arrived has answered
+                return self._last
+            self._started += 1
+            number = self._started
+            self._last = await self._query()
+            self._finished = number
+            return self._last
+
+    async def _query(self) -> str:
+        for attempt in (1, 2):
+            try:
+                if self._connection is None or self._connection.closed:
+                    url = self._store.url.set(drivername="postgresql").render_as_string(hide_password=False)
+                    self._connection = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
+                cursor = await self._connection.execute("SELECT pg_current_snapshot()::text")
+                row = await cursor.fetchone()
+                return str(row[0])  # type: ignore[index]
+            except psycopg.OperationalError as error:
+                await self.aclose()
+                if attempt == 2:
+                    raise StoreUnavailableError(
+                        f"the store at {self._store.display_url} failed: {error}. Check CELLAR_DATABASE_URL and "
+                        "that the database server is running and reachable."
+                    ) from error
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.close()
+
+
 class ReadCache:
     """Values computed at the store's current version, by key."""
 
     def __init__(self, store: Store, max_bytes: int) -> None:
         self._store = store
+        self.version = StoreVersion(store)
         self._max_bytes = max_bytes
         self._lock = threading.Lock()
         self._version: str | None = None
         self._kept: dict[str, tuple[object, int]] = {}
         self._bytes = 0
-        #: answers served from memory and answers computed (misses), since start
+        self._building: dict[tuple[str, str], asyncio.Future[object]] = {}  # (version, key): its build in flight
+        #: answers served from memory, answers computed (misses), and requests that waited for a
+        #: build of the same answer that another request had begun (shared), since start
         self.hits = 0
         self.misses = 0
+        self.shared = 0
 
     async def aget(self, key: str, build: Callable[[], T], size: Callable[[T], int] = len) -> T:  # type: ignore[assignment]
         """The value kept under ``key`` at the store's current version, else ``build()``, run in the
         thread pool (kept when the store has not changed meanwhile and ``size(value)`` fits in a
-        tenth of the bound). A kept answer is served without a trip to the pool on SQLite, whose
-        version is a local ``PRAGMA``; PostgreSQL's takes a round trip, in the pool."""
-        version = None
-        if self._max_bytes > 0:
-            version = self._store.version() if self._store.is_sqlite else await run_in_threadpool(self._store.version)
+        tenth of the bound). A kept answer is served without a trip to the pool. Requests that miss
+        the same answer at the same version while it is being built wait for that one build (fifty
+        agents asking for the same prompt examples at once build them once); a request that goes
+        away does not stop the build the others wait for."""
+        version = await self.version.read() if self._max_bytes > 0 else None
         version, kept = self._lookup(key, version)
         if kept is not None:
             return kept  # type: ignore[return-value]
-        value = await run_in_threadpool(build)
-        self._keep(key, version, value, size)
-        return value
+        if version is None:
+            return await run_in_threadpool(build)
+        building = self._building.get((version, key))
+        if building is not None:
+            self.shared += 1
+        else:
+            building = self._building[(version, key)] = asyncio.ensure_future(run_in_threadpool(build))
+            building.add_done_callback(lambda done: self._built(key, version, done, size))
+        return await asyncio.shield(building)  # type: ignore[return-value]
+
+    def _built(self, key: str, version: str, done: asyncio.Future[object], size: Callable[[T], int]) -> None:
+        del self._building[(version, key)]
+        if not done.cancelled() and done.exception() is None:
+            self._keep(key, version, done.result(), size)  # type: ignore[arg-type]
 
     def _lookup(self, key: str, version: str | None) -> tuple[str | None, object | None]:
         if version is None:
@@ -76,9 +154,7 @@ class ReadCache:
             self.misses += 1
         return version, None
 
-    def _keep(self, key: str, version: str | None, value: T, size: Callable[[T], int]) -> None:
-        if version is None:
-            return
+    def _keep(self, key: str, version: str, value: T, size: Callable[[T], int]) -> None:
         weight = size(value)
         with self._lock:
             if version == self._version and weight <= self._max_bytes // 10:
@@ -89,16 +165,20 @@ class ReadCache:
                 self._bytes += weight
 
 
-async def cached_json(request: Request, build: Callable[[], BaseModel]) -> Response:
-    """The JSON of ``build()``'s model (built in the thread pool), from the app's ``ReadCache``
+async def cached_json(request: Request, build: Callable[[], BaseModel | dict[str, Any]]) -> Response:
+    """The JSON of ``build()``'s answer (built in the thread pool), from the app's ``ReadCache``
     while the store has not changed."""
     cache: ReadCache = request.app.state.read_cache
     body = await cache.aget(cache_key(request), lambda: json_bytes(build()))
     return Response(body, media_type="application/json")
 
 
-def json_bytes(model: BaseModel) -> bytes:
-    """``model`` as JSON, written by pydantic at once. A route that declares the model as its
+def json_bytes(answer: BaseModel | dict[str, Any]) -> bytes:
+    """``answer`` as JSON, written by pydantic at once. A route that declares the model as its
     ``response_model`` (for the docs) and returns these bytes spares FastAPI validating the model it
-    was just given again (in another trip to the thread pool) and encoding it twice."""
-    return model.__pydantic_serializer__.to_json(model)
+    was just given again (in another trip to the thread pool) and encoding it twice. A plain dict is
+    written as FastAPI writes a route's ``dict[str, Any]`` answer (pydantic's JSON mode, then
+    Starlette's ``JSONResponse``), byte for byte."""
+    if isinstance(answer, BaseModel):
+        return answer.__pydantic_serializer__.to_json(answer)
+    return JSONResponse(pydantic_core.to_jsonable_python(answer)).body

@@ -12,9 +12,10 @@ from search_spaces.metrics import metric_direction
 from ..errors import InvalidRequestError
 from ..lemur.contract import CODE_COLUMNS
 from ..lemur.prompts import compact_code
+from ..store import Store
 from ..store.data import DataQuery, data_rows, nn_stat_rows
 from ..store.joins import JoinSpec, join_rows
-from .cache import cache_key
+from .cache import cache_key, cached_json
 from .deps import ReadAccess, StoreDep
 from .errors import responses
 from .schemas import MAX_INT, DataQueryBody, DataRows, Epoch, JoinedRows, PromptExample, PromptExamples
@@ -137,34 +138,44 @@ def data_query(body: DataQueryBody, store: StoreDep) -> Response:
     return Response(joined.model_dump_json(), media_type="application/json")
 
 
-@router.get("/nn-stats", dependencies=[ReadAccess])
-def nn_stats(
+@router.get("/nn-stats", dependencies=[ReadAccess], response_model=dict[str, Any])
+async def nn_stats(
     store: StoreDep,
+    request: Request,
     nn_name: Annotated[str | None, Query(description="one model's name")] = None,
     prm_id: Annotated[str | None, Query(description="one hyperparameter set's uid")] = None,
     max_rows: Annotated[int | None, Query(ge=1, le=PAGE_ROWS)] = None,
-) -> dict[str, Any]:
+) -> Response:
     """LEMUR's ``nn_stat_data()``: architecture statistics per network and hyperparameter set,
     as the workers measured them on the model they built, and those read off the code."""
-    with store.read() as session:
-        rows = nn_stat_rows(session, nn_name=nn_name, prm_id=prm_id, max_rows=max_rows or PAGE_ROWS)
-    return {"data": rows, "count": len(rows)}
+
+    def build() -> dict[str, Any]:
+        with store.read() as session:
+            rows = nn_stat_rows(session, nn_name=nn_name, prm_id=prm_id, max_rows=max_rows or PAGE_ROWS)
+        return {"data": rows, "count": len(rows)}
+
+    return await cached_json(request, build)
 
 
-@router.get("/prompt-examples", dependencies=[ReadAccess])
-def prompt_examples(
+@router.get("/prompt-examples", dependencies=[ReadAccess], response_model=PromptExamples)
+async def prompt_examples(
     store: StoreDep,
+    request: Request,
     task: Annotated[list[str] | None, Query(description="e.g. img-classification")] = None,
     dataset: Annotated[list[str] | None, Query()] = None,
     metric: Annotated[list[str] | None, Query()] = None,
     k: Annotated[int, Query(ge=1, le=100, description="how many distinct models")] = 5,
-) -> PromptExamples:
+) -> Response:
     """The ``k`` best distinct models (each at its best epoch, in its metric's direction) with
     their code compacted (no comments, docstrings or blank lines), for few-shot prompts."""
+    return await cached_json(request, lambda: _prompt_examples(store, task, dataset, metric, k))
+
+
+def _prompt_examples(
+    store: Store, task: list[str] | None, dataset: list[str] | None, metric: list[str] | None, k: int
+) -> PromptExamples:
     with store.read() as session:
-        rows = data_rows(
-            session, DataQuery(task=task, dataset=dataset, metric=metric, unique_nn=True)
-        )
+        rows = data_rows(session, DataQuery(task=task, dataset=dataset, metric=metric, unique_nn=True))
 
     def score(row: dict) -> float:  # type: ignore[type-arg]
         return row["accuracy"] if metric_direction(row["metric"]) == "maximize" else -row["accuracy"]

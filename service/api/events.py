@@ -115,7 +115,8 @@ async def job_events(job_id: int, store: StoreDep, settings: SettingsDep, reques
     """Server-sent events: ``trial`` events as trials start, finish epochs and end, and a ``job``
     event with the job's state whenever it changes, until the job ends. A server that stops first
     ends the stream with a ``shutdown`` event (the job does not end)."""
-    version = await run_in_threadpool(store.version)  # read before the data it stands for
+    versions = request.app.state.read_cache.version
+    version = await versions.read()  # read before the data it stands for
     first = await run_in_threadpool(job_view, store, job_id)  # 404 before the stream starts
     shutdown = request.app.state.shutdown
     watch = TrialWatch(store, job_id)
@@ -140,7 +141,7 @@ async def job_events(job_id: int, store: StoreDep, settings: SettingsDep, reques
                 yield SHUTDOWN_EVENT
                 return
             # nothing committed to the store since the last look: nothing to read, nothing to tell
-            current = await run_in_threadpool(store.version)
+            current = await versions.read()
             if current is None or current != seen:
                 view = await run_in_threadpool(job_view, store, job_id)
 

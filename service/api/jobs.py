@@ -179,53 +179,65 @@ async def get_job(job_id: int, store: StoreDep, request: Request) -> Response:
     return await cached_json(request, lambda: job_view(store, job_id))
 
 
-@router.get("/jobs/{job_id}/pareto", dependencies=[ReadAccess], responses=responses(404, 422))
-def get_pareto(
+@router.get("/jobs/{job_id}/pareto", dependencies=[ReadAccess], responses=responses(404, 422), response_model=ParetoPublic)
+async def get_pareto(
     job_id: int,
     store: StoreDep,
+    request: Request,
     reference: Annotated[
         list[float] | None,
         Query(description="hypervolume reference point, one value per objective: ?reference=0&reference=200000"),
     ] = None,
-) -> ParetoPublic:
+) -> Response:
     """The non-dominated complete trials of a job (any number of objectives) and their hypervolume."""
-    with store.read() as session:
-        job = queries.get_job(session, job_id)
-        objectives = job.spec.get("objectives", [])
-        if reference is not None and (
-            len(reference) != len(objectives) or not all(math.isfinite(v) for v in reference)
-        ):
-            raise InvalidRequestError(
-                f"reference: give one finite value per objective ({len(objectives)}: "
-                f"{', '.join(o['metric'] for o in objectives)}), got {reference}",
-                field=("query", "reference"),
-            )
-        return pareto_public(job, shown_trials(session, [job], queries.trial_counts(session, [job_id]))[job_id], reference)
+
+    def build() -> ParetoPublic:
+        with store.read() as session:
+            job = queries.get_job(session, job_id)
+            objectives = job.spec.get("objectives", [])
+            if reference is not None and (
+                len(reference) != len(objectives) or not all(math.isfinite(v) for v in reference)
+            ):
+                raise InvalidRequestError(
+                    f"reference: give one finite value per objective ({len(objectives)}: "
+                    f"{', '.join(o['metric'] for o in objectives)}), got {reference}",
+                    field=("query", "reference"),
+                )
+            shown = shown_trials(session, [job], queries.trial_counts(session, [job_id]))[job_id]
+            return pareto_public(job, shown, reference)
+
+    return await cached_json(request, build)
 
 
-@router.get("/jobs/{job_id}/importance", dependencies=[ReadAccess], responses=responses(404, 422))
-def get_importance(
+@router.get(
+    "/jobs/{job_id}/importance", dependencies=[ReadAccess], responses=responses(404, 422), response_model=ImportancePublic
+)
+async def get_importance(
     job_id: int,
     store: StoreDep,
+    request: Request,
     evaluator: Annotated[
         Literal["fanova", "mean_decrease_impurity"], Query(description="Optuna's importance evaluator")
     ] = "fanova",
-) -> ImportancePublic:
+) -> Response:
     """How much each search parameter matters to each objective, by Optuna's importance evaluators
     on the job's complete trials (``optuna.importance.get_param_importances``)."""
     from ..jobs.importance import param_importances
 
-    with store.read() as session:
-        job = queries.get_job(session, job_id)
-        objectives = job.spec.get("objectives", [])
-        trials = counted_results(queries.complete_trials(session, [job_id])[job_id])
-        answers = param_importances(objectives, trials, evaluator=evaluator)
-    return ImportancePublic(
-        job_id=job_id,
-        evaluator=evaluator,
-        trials=len(trials),
-        objectives=[{**o, "importances": a} for o, a in zip(objectives, answers)],
-    )
+    def build() -> ImportancePublic:
+        with store.read() as session:
+            job = queries.get_job(session, job_id)
+            objectives = job.spec.get("objectives", [])
+            trials = counted_results(queries.complete_trials(session, [job_id])[job_id])
+        answers = param_importances(objectives, trials, evaluator=evaluator)  # seeded: the same trials, the same answer
+        return ImportancePublic(
+            job_id=job_id,
+            evaluator=evaluator,
+            trials=len(trials),
+            objectives=[{**o, "importances": a} for o, a in zip(objectives, answers)],
+        )
+
+    return await cached_json(request, build)
 
 
 def _check_owner(session: Session, job_id: int, caller: Caller, action: str) -> None:

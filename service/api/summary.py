@@ -10,9 +10,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 
 from ..store import Job, Trial, TrialState, queries
+from .cache import cached_json
 from .deps import ReadAccess, StoreDep
 from .errors import responses
 from .views import best_trials, counted_results
@@ -86,19 +87,28 @@ def job_summary(
     return summary
 
 
-@router.get("/jobs/{job_id}/summary", dependencies=[ReadAccess], responses=responses(404, 422))
-def get_summary(
+@router.get(
+    "/jobs/{job_id}/summary", dependencies=[ReadAccess], responses=responses(404, 422), response_model=dict[str, Any]
+)
+async def get_summary(
     job_id: int,
     store: StoreDep,
+    request: Request,
     top: Annotated[int, Query(ge=1, le=50, description="best trials (or Pareto-set trials) to list")] = 5,
     budget: Annotated[
         int, Query(ge=300, le=100_000, description="the most characters of JSON the answer may take")
     ] = 2_000,
-) -> dict[str, Any]:
+) -> Response:
     """The job in a few hundred tokens: its state and counts, its best trials (or its Pareto set)
     with their encodings, and a histogram of how its failed trials failed; cut to ``budget``
     characters (``truncated`` counts what was left out)."""
-    with store.read() as session:
-        job = queries.get_job(session, job_id)
-        outcomes = queries.trial_outcomes(session, [job_id])[job_id]
-        return job_summary(job, outcomes, top=top, budget=budget, load=lambda ids: queries.trials_by_id(session, ids))
+
+    def build() -> dict[str, Any]:
+        with store.read() as session:
+            job = queries.get_job(session, job_id)
+            outcomes = queries.trial_outcomes(session, [job_id])[job_id]
+            return job_summary(
+                job, outcomes, top=top, budget=budget, load=lambda ids: queries.trials_by_id(session, ids)
+            )
+
+    return await cached_json(request, build)

@@ -119,6 +119,7 @@ class RayExecutor(Executor):
         self._pending: dict[Any, tuple[int, str]] = {}  # ObjectRef -> (trial_id, call)
         #: trials whose epochs and finish were all queued at start (``queue_rest``)
         self._ahead: set[int] = set()
+        self._failed: set[int] = set()  # trials that failed in the last batch of events (poll)
         self._started = False
         self._actor_class: Any = None
         #: the local Ray's processes, listed once it started (its agents among them), to reap at shutdown
@@ -254,11 +255,11 @@ class RayExecutor(Executor):
         return gather(parts)
 
     def train_epoch(self, trial_id: int) -> None:
-        if trial_id not in self._ahead:
+        if trial_id not in self._ahead and trial_id not in self._failed:
             self._submit(trial_id, "epoch", self._actor(trial_id).train_epoch.remote())
 
     def finish(self, trial_id: int) -> None:
-        if trial_id not in self._ahead:
+        if trial_id not in self._ahead and trial_id not in self._failed:
             self._submit(trial_id, "final", self._actor(trial_id).finish.remote())
 
     def queue_rest(self, trial_id: int, epochs: int) -> None:
@@ -294,6 +295,9 @@ class RayExecutor(Executor):
         # a step skipped after a failure must never stand for the failure itself.
         done = set(ready)
         waiting: set[int] = set()
+        # a trial's epoch and its failure in the next call may come in one batch: the slot is
+        # freed at the failure, and the manager's next call for it, on the epoch before, is moot
+        self._failed = set()
         events = []
         for ref in refs:
             if ref not in self._pending:
@@ -307,6 +311,7 @@ class RayExecutor(Executor):
             events.append(event)
             if event.kind == "error":
                 self._after_error(trial_id, event)
+                self._failed.add(trial_id)
         return events
 
     # ---- internals ---------------------------------------------------------------------------

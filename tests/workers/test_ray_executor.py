@@ -129,3 +129,23 @@ def test_abort_stops_a_trial_mid_epoch(executor: RayExecutor) -> None:
     assert [e.kind for e in drive(executor, {42: 1})] == ["setup", "epoch", "final"]
     assert time.monotonic() - started < 60
     executor.close_job(4)
+
+
+def test_an_epoch_and_the_failure_after_it_in_one_batch_end_the_trial_cleanly(executor: RayExecutor) -> None:
+    """Found on CI: the epoch queued after a good one failed at once, both results came back in one
+    poll, the failure freed the slot, and the manager's call for the next epoch (on the good one's
+    event) hit a trial the executor no longer held: the whole job failed with an internal error."""
+    import ray
+
+    from tests.service.jobs.test_logs import FAILING
+
+    executor.open_job(6, 1, TrialResources(cpus=1))
+    executor.start_trial(6, payload(trial_id=61, epochs=3, nn_name="failing", nn_code=FAILING))
+    executor.queue_rest(61, 3)
+    pending = list(executor._pending)
+    ray.wait(pending, num_returns=len(pending), timeout=120)  # every result in before the first poll
+    events = drive(executor, {61: 3})
+    assert [e.kind for e in events] == ["setup", "epoch", "error"]
+    assert "gave up in the second epoch" in (events[-1].error or "")
+    assert executor.free_slots(6) == 1
+    executor.close_job(6)

@@ -9,9 +9,11 @@ same routes (FastAPI and uvicorn, nothing else). Both are measured the same way:
 
 - **one at a time**: each read ``--single`` times in a row from one client; the median is the
   server's time for it plus the client's loopback round trip, which the bare app's row shows;
-- **under load**: ``--clients`` clients (``httpx.AsyncClient`` each, on one asyncio loop in this
-  process), each sending its next read as soon as the last is answered, for ``--seconds``;
-  requests per second, median and p99;
+- **under load**: ``--clients`` clients (an ``aiohttp`` session each, or ``--client httpx`` an
+  ``httpx.AsyncClient``, on one asyncio loop in this process), each sending its next read as soon
+  as the last is answered, for ``--seconds``; requests per second, median and p99, and the client's
+  own CPU time per answer (the client shares the machine's cores with the server, so a costly
+  client lowers both apps' figures; earlier rounds used httpx);
 - **while jobs train** (unless ``--no-training``): the same load, while a real job trains two
   trials at a time on the server's Ray workers (both cores of a 2-core machine), bare app and
   Cellar alike.
@@ -45,11 +47,12 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import sqlalchemy as sa
 
@@ -194,37 +197,38 @@ def single(url: str, kinds: dict[str, list[str]], times: int) -> dict[str, float
     return result
 
 
-async def _load(url: str, kinds: dict[str, list[str]], clients: int, seconds: float) -> dict[str, Any]:
+async def _load(url: str, kinds: dict[str, list[str]], clients: int, seconds: float, library: str) -> dict[str, Any]:
     latencies: dict[str, list[float]] = defaultdict(list)
     errors: list[str] = []
     names = list(kinds)
     deadline = 0.0
 
     async def client(rng: random.Random) -> None:
-        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+        async with _session(library, url) as get:
             while time.monotonic() < deadline:
                 kind = rng.choice(names)
                 path = rng.choice(kinds[kind])
                 started = time.perf_counter()
                 try:
-                    response = await http.get(path)
-                except httpx.HTTPError as error:
+                    status, text = await get(path)
+                except (httpx.HTTPError, aiohttp.ClientError, TimeoutError) as error:
                     errors.append(f"GET {path}: {type(error).__name__}: {error}")
                     continue
-                if response.status_code != 200:
-                    errors.append(f"GET {path}: {response.status_code} {response.text[:200]}")
+                if status != 200:
+                    errors.append(f"GET {path}: {status} {text[:200]}")
                     continue
                 latencies[kind].append(1000 * (time.perf_counter() - started))
 
     deadline = time.monotonic() + seconds
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     await asyncio.gather(*(client(random.Random(i)) for i in range(clients)))
-    wall = time.monotonic() - started
+    wall, cpu = time.monotonic() - started, time.process_time() - cpu
     every = [value for values in latencies.values() for value in values]
     return {
         "requests_per_s": len(every) / wall,
         "p50_ms": percentile(every, 50),
         "p99_ms": percentile(every, 99),
+        "client_cpu_ms": 1000 * cpu / max(len(every), 1),  # the client's own CPU time per answer
         "by_kind": {kind: {"p50_ms": percentile(v, 50), "p99_ms": percentile(v, 99), "count": len(v)}
                     for kind, v in latencies.items()},  # fmt: skip
         "errors": len(errors),
@@ -232,8 +236,29 @@ async def _load(url: str, kinds: dict[str, list[str]], clients: int, seconds: fl
     }
 
 
-def load(url: str, kinds: dict[str, list[str]], clients: int, seconds: float) -> dict[str, Any]:
-    return asyncio.run(_load(url, kinds, clients, seconds))
+@asynccontextmanager
+async def _session(library: str, url: str) -> AsyncIterator[Callable[[str], Awaitable[tuple[int, str]]]]:
+    """One client's keep-alive connection: ``get(path)`` answers its status and body."""
+    if library == "httpx":
+        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+
+            async def get(path: str) -> tuple[int, str]:
+                response = await http.get(path)
+                return response.status_code, response.text
+
+            yield get
+        return
+    async with aiohttp.ClientSession(url, timeout=aiohttp.ClientTimeout(total=60)) as session:
+
+        async def get(path: str) -> tuple[int, str]:
+            async with session.get(path) as response:
+                return response.status, await response.text()
+
+        yield get
+
+
+def load(url: str, kinds: dict[str, list[str]], clients: int, seconds: float, library: str = "aiohttp") -> dict[str, Any]:
+    return asyncio.run(_load(url, kinds, clients, seconds, library))
 
 
 @contextmanager
@@ -263,14 +288,14 @@ def server_pid(url: str) -> int:
     raise RuntimeError(f"no process listens on {url}")
 
 
-def profile(url: str, kinds: dict[str, list[str]], clients: int, seconds: float, out: Path) -> None:
+def profile(url: str, kinds: dict[str, list[str]], clients: int, seconds: float, out: Path, library: str) -> None:
     """py-spy samples the server (every thread, idle ones left out) while the clients load it."""
     raw = out.with_suffix(".raw")
     spy = subprocess.Popen(["py-spy", "record", "-p", str(server_pid(url)), "-d", str(int(seconds)), "-r", "200",
                             "-f", "raw", "-o", str(raw), "--nonblocking"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     time.sleep(1)
-    load(url, kinds, clients, seconds)
+    load(url, kinds, clients, seconds, library)
     spy.wait(60)
     inclusive: dict[str, int] = defaultdict(int)
     own: dict[str, int] = defaultdict(int)
@@ -306,14 +331,15 @@ def report(result: dict[str, Any]) -> None:
     for kind, bare in result["single"]["bare"].items():
         cellar = result["single"]["cellar"][kind]
         print(f"{kind:<12} {bare:>8.2f} {cellar:>8.2f} {cellar / bare:>7.1f}")
-    print(f"\n{result['clients']} clients, {result['seconds']:g} s each: requests/s, median and p99 ms")
-    print(f"{'phase':<16} {'app':<7} {'req/s':>8} {'p50':>8} {'p99':>8} {'errors':>7} {'of bare':>8}")
+    print(f"\n{result['clients']} {result['client']} clients, {result['seconds']:g} s each: requests/s, median and p99 ms, "
+          "the client's CPU ms per answer")
+    print(f"{'phase':<16} {'app':<7} {'req/s':>8} {'p50':>8} {'p99':>8} {'client':>7} {'errors':>7} {'of bare':>8}")
     for phase, apps in result["load"].items():
         for app in ("bare", "cellar"):
             row = apps[app]
             share = row["requests_per_s"] / apps["bare"]["requests_per_s"]
             print(f"{phase:<16} {app:<7} {row['requests_per_s']:>8.0f} {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f} "
-                  f"{row['errors']:>7} {share:>8.2f}")  # fmt: skip
+                  f"{row['client_cpu_ms']:>7.2f} {row['errors']:>7} {share:>8.2f}")  # fmt: skip
     print("\nCellar under load, by read: p50 / p99 ms")
     for phase, apps in result["load"].items():
         print(f"  {phase}: " + ", ".join(f"{k} {v['p50_ms']:.0f}/{v['p99_ms']:.0f}" for k, v in apps["cellar"]["by_kind"].items()))
@@ -322,6 +348,8 @@ def report(result: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--client", choices=("aiohttp", "httpx"), default="aiohttp",
+                        help="the load clients' HTTP library (default aiohttp, which costs the shared cores less)")
     parser.add_argument("--seconds", type=float, default=20, help="each load phase (default 20)")
     parser.add_argument("--single", type=int, default=100, help="requests of each read one at a time (default 100)")
     parser.add_argument("--jobs", type=int, default=20, help="simulated jobs in the store (default 20)")
@@ -336,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="cellar-speed-"))
     result: dict[str, Any] = {"store": "postgresql" if args.postgres else "sqlite", "clients": args.clients,
-                              "seconds": args.seconds, "load_before": load_average()}  # fmt: skip
+                              "seconds": args.seconds, "load_before": load_average(), "client": args.client}  # fmt: skip
     result["read_cache_mb"] = args.read_cache_mb
     cache = {} if args.read_cache_mb is None else {"CELLAR_READ_CACHE_MB": str(args.read_cache_mb)}
     with database(args.postgres, workdir) as url, serving(workdir, database_url=url, **cache) as cellar:
@@ -346,14 +374,13 @@ def main(argv: list[str] | None = None) -> int:
         answers = record(cellar, kinds)
         with bare_app(workdir, answers) as bare:
             result["single"] = {"bare": single(bare, kinds, args.single), "cellar": single(cellar, kinds, args.single)}
-            result["load"] = {"idle": {"bare": load(bare, kinds, args.clients, args.seconds),
-                                       "cellar": load(cellar, kinds, args.clients, args.seconds)}}  # fmt: skip
+            phase = (kinds, args.clients, args.seconds, args.client)
+            result["load"] = {"idle": {"bare": load(bare, *phase), "cellar": load(cellar, *phase)}}
             if args.profile:
-                profile(cellar, kinds, args.clients, args.seconds, args.profile)
+                profile(cellar, kinds, args.clients, args.seconds, args.profile, args.client)
             if not args.no_training:
                 with training(cellar):
-                    result["load"]["jobs training"] = {"bare": load(bare, kinds, args.clients, args.seconds),
-                                                       "cellar": load(cellar, kinds, args.clients, args.seconds)}  # fmt: skip
+                    result["load"]["jobs training"] = {"bare": load(bare, *phase), "cellar": load(cellar, *phase)}
     report(result)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

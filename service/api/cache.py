@@ -32,6 +32,7 @@ from pydantic import BaseModel
 
 from ..errors import StoreUnavailableError
 from ..store import Store
+from ..store._store import PG_VERSION_SQL
 
 __all__ = ["ReadCache", "StoreVersion", "cache_key", "cached_json", "json_bytes"]
 
@@ -79,7 +80,7 @@ class StoreVersion:
                 if self._connection is None or self._connection.closed:
                     url = self._store.url.set(drivername="postgresql").render_as_string(hide_password=False)
                     self._connection = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
-                cursor = await self._connection.execute("SELECT pg_current_snapshot()::text")
+                cursor = await self._connection.execute(PG_VERSION_SQL)
                 row = await cursor.fetchone()
                 return str(row[0])  # type: ignore[index]
             except psycopg.OperationalError as error:

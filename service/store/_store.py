@@ -26,6 +26,8 @@ from ..errors import StoreError, StoreUnavailableError
 __all__ = ["Store"]
 
 _WRITE = "cellar_write"
+#: PostgreSQL's version of the store (``Store.version``; ``service.api.cache.StoreVersion`` asks it too)
+PG_VERSION_SQL = "SELECT pg_current_snapshot()::text"
 
 
 class Store:
@@ -85,7 +87,7 @@ class Store:
         that it stands for: what a read then sees is at least as new as the version."""
         if not self.is_sqlite:
             with self._translate(), self.engine.connect() as connection:
-                return str(connection.exec_driver_sql("SELECT pg_current_snapshot()::text").scalar())
+                return str(connection.exec_driver_sql(PG_VERSION_SQL).scalar())
         if self.url.database in (None, "", ":memory:"):
             return None
         try:

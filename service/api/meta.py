@@ -6,6 +6,7 @@ import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter
 
@@ -26,18 +27,24 @@ router = APIRouter(tags=["meta"], responses=responses(422))
 
 
 @router.get("/healthz", response_model=HealthPublic, responses={503: {"model": HealthPublic, "description": "the store cannot be reached"}})
-def healthz(request: Request, store: StoreDep, manager: Annotated[JobManager | None, Depends(get_manager)]) -> JSONResponse:
+async def healthz(request: Request, store: StoreDep, manager: Annotated[JobManager | None, Depends(get_manager)]) -> JSONResponse:
     """Liveness, with the store's and the executor's state. 503 when the store is unreachable.
 
-    Cheap enough to poll: one ``SELECT 1`` on a pooled connection. The store's revision is the one
-    checked when the server started (it refuses to start on any other than its head)."""
+    Cheap enough to poll, and answered from the event loop, so that a probe never waits for a
+    thread behind slower reads: the store is asked for its version as the cached reads ask it
+    (SQLite: a ``PRAGMA`` on its file; PostgreSQL: one query on the cache's own connection, shared
+    by the probes that arrive together), the executor's status is the one kept for a second (only a
+    stale one is asked for in a thread). The store's revision is the one checked when the server
+    started (it refuses to start on any other than its head); ``/readyz`` asks it again."""
     try:
-        store.ping()
+        await request.app.state.read_cache.version.read()  # an in-memory SQLite store: nothing to reach
         revision = request.app.state.revision
         store_status = {"status": "ok", "url": store.display_url, "revision": revision, "head": head_revision()}
     except StoreError as error:
         store_status = {"status": "error", "url": store.display_url, "error": str(error)}
-    executor = manager.status() if manager is not None else {"status": "disabled"}
+    executor = manager.status(ask=False) if manager is not None else {"status": "disabled"}
+    if executor is None:
+        executor = await run_in_threadpool(manager.status)  # type: ignore[union-attr]
     ok = store_status["status"] == "ok" and executor.get("status") in ("ok", "starting", "disabled")
     body = HealthPublic(status="ok" if ok else "degraded", version=__version__, store=store_status, executor=executor)
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if store_status["status"] == "ok" else 503)
@@ -90,17 +97,17 @@ _datasets_cache: dict[tuple[str | None, tuple[bool, ...]], bytes] = {}
 
 
 @router.get("/v1/datasets", dependencies=[ReadAccess], response_model=list[DatasetPublic])
-def datasets(settings: Annotated[Settings, Depends(get_settings_dep)]) -> Response:
+async def datasets(settings: Annotated[Settings, Depends(get_settings_dep)]) -> Response:
     """Every dataset with its shapes and task, and whether this server has its files.
 
-    Made again only when a dataset's files appear or go (a few ``stat`` calls tell): reading the
-    shapes of file datasets from their files is what takes the time."""
+    Made again (in a thread) only when a dataset's files appear or go; a few ``stat`` calls on the
+    event loop tell. Reading the shapes of file datasets from their files is what takes the time."""
     names = dataset_names()
     present = tuple(_present(get_dataset(name), settings.data_dir) for name in names)
     key = (str(settings.data_dir) if settings.data_dir else None, present)
     answer = _datasets_cache.get(key)
-    if answer is None:  # two threads may both make it: the same bytes
-        answer = _json(list[DatasetPublic], [_dataset(name, settings) for name in names])
+    if answer is None:  # two requests may both make it: the same bytes
+        answer = await run_in_threadpool(lambda: _json(list[DatasetPublic], [_dataset(name, settings) for name in names]))
         _datasets_cache.clear()
         _datasets_cache[key] = answer
     return Response(answer, media_type="application/json")

@@ -106,25 +106,27 @@ class JobManager:
         """Look at the store now (a job was submitted or cancelled)."""
         self._wake.set()
 
-    def status(self) -> dict[str, Any]:
+    def status(self, ask: bool = True) -> dict[str, Any] | None:
+        """The manager's state and the executor's own status, asked at most once a second (Ray's
+        answer is a round trip to its control store, and /healthz may be polled many times a
+        second). With ``ask=False``: ``None`` instead of that round trip, when the answer kept is
+        stale (the event loop then asks in a thread)."""
         status: dict[str, Any] = {"status": self.state, "running_jobs": len(self.runners)}
         if self.error:
             status["error"] = self.error
         if self.state == "ok":
+            asked, answer = self._status_cache
+            stale = answer is None or time.monotonic() - asked > _STATUS_EVERY_S
+            if stale and not ask:
+                return None
             try:
-                status.update(self._executor_status())
+                if stale:
+                    answer = self.executor.status()
+                    self._status_cache = (time.monotonic(), answer)
+                status.update(answer)
             except Exception as error:  # status is diagnostic; never fail a health check on it
                 status["status"], status["error"] = "error", str(error)
         return status
-
-    def _executor_status(self) -> dict[str, Any]:
-        """The executor's own status, asked at most once a second (Ray's answer is a round trip
-        to its control store, and /healthz may be polled many times a second)."""
-        asked, answer = self._status_cache
-        if answer is None or time.monotonic() - asked > _STATUS_EVERY_S:
-            answer = self.executor.status()
-            self._status_cache = (time.monotonic(), answer)
-        return dict(answer)
 
     # ---- the thread --------------------------------------------------------------------------
     def _main(self) -> None:

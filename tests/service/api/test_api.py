@@ -214,6 +214,49 @@ def test_discovery_endpoints(client: TestClient) -> None:
     assert client.get("/v1/data", params={"task": "img-classification"}).json() == {"data": [], "count": 0, "next_offset": None, "codes": None}
 
 
+def test_liveness_and_metadata_are_answered_without_the_thread_pool(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/healthz, the search spaces, strategies and datasets are answered on the event loop, so a
+    probe never queues behind reads waiting for a thread (docs/benchmarks.md#api-speed)."""
+    import anyio.to_thread
+
+    client.get("/v1/datasets")  # made once, in a thread; from then on the stat calls tell
+
+    async def no_threads(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a thread was asked for")
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", no_threads)
+    health = client.get("/healthz")
+    assert health.status_code == 200 and health.json()["store"]["status"] == "ok", health.text
+    for path in ("/v1/datasets", "/v1/search-spaces", "/v1/strategies"):
+        assert client.get(path).status_code == 200, path
+    with pytest.raises(AssertionError, match="a thread was asked for"):
+        client.get("/v1/jobs")  # a sync read does go to the pool: the patch bites
+
+
+@pytest.mark.postgres
+def test_liveness_is_a_503_naming_the_store_while_postgres_refuses_connections(postgres_url: str, postgres_admin) -> None:  # noqa: ANN001
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    store = Store(postgres_url)
+    upgrade(store)
+    store.dispose()
+    name = make_url(postgres_url).database
+    with TestClient(create_app(Settings(database_url=postgres_url, api_key=KEY, start_manager=False))) as client:
+        assert client.get("/healthz").status_code == 200
+        with postgres_admin.connect() as admin:
+            admin.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            admin.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"), {"name": name})
+        try:
+            down = client.get("/healthz")
+        finally:
+            with postgres_admin.connect() as admin:
+                admin.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        assert down.status_code == 503 and down.json()["store"]["status"] == "error", down.text
+        assert "Check CELLAR_DATABASE_URL" in down.json()["store"]["error"]
+        assert client.get("/healthz").status_code == 200  # back once the server lets it in again
+
+
 def test_readiness_asks_the_store_its_revision_on_each_call(store_url: str) -> None:
     from sqlalchemy import text
 

@@ -377,3 +377,28 @@ def test_a_job_keeps_the_weights_its_policy_names(tmp_path: Path, changes: dict[
         net.load_state_dict(saved["state_dict"])  # strict: every tensor of the trained network
         assert saved["nn"] == trial.architecture.nn_name and sum(p.numel() for p in net.parameters()) == trial.architecture.num_params
     assert not list(folder.rglob("*.part"))
+
+
+class _CountingExecutor(InlineExecutor):
+    asked = 0
+
+    def status(self) -> dict[str, Any]:
+        self.asked += 1
+        return {"asked": self.asked}
+
+
+def test_the_executors_status_is_kept_for_a_second_and_ask_false_never_asks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/healthz answers from the event loop with ``status(ask=False)``: the kept answer, or ``None``
+    when only a round trip to the executor could tell."""
+    executor = _CountingExecutor()
+    mgr = manager(make_store(tmp_path / "s.db"), executor)
+    mgr.state = "ok"  # as after the manager's thread connected the executor
+    assert mgr.status(ask=False) is None and executor.asked == 0
+    assert mgr.status() == {"status": "ok", "running_jobs": 0, "asked": 1}
+    assert mgr.status(ask=False) == mgr.status() == {"status": "ok", "running_jobs": 0, "asked": 1}
+    later = time.monotonic() + 1.5
+    monkeypatch.setattr("service.jobs.manager.time.monotonic", lambda: later)
+    assert mgr.status(ask=False) is None and executor.asked == 1
+    assert mgr.status()["asked"] == 2
+    mgr.state, mgr.error = "error", "Ray is not reachable"
+    assert mgr.status(ask=False) == {"status": "error", "running_jobs": 0, "error": "Ray is not reachable"}

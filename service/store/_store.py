@@ -71,11 +71,6 @@ class Store:
         with self._write_lock, self._translate(), self._writers() as session, session.begin():
             yield session
 
-    def ping(self) -> None:
-        """A round trip to the database on a pooled connection; ``StoreUnavailableError`` if it fails."""
-        with self._translate(), self.engine.connect() as connection:
-            connection.exec_driver_sql("SELECT 1")
-
     def version(self) -> str | None:
         """A value that differs from every earlier one once a change has been committed to the
         database since (by this process or any other); ``None`` for an in-memory database.

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 
+from tests.postgres import connections_refused
 from tests.service.bodies import job_body
 from tests.service.jobs.test_faults import _snapshot, submit, trials, wait_for
 from tests.service.server import Server
@@ -35,16 +35,10 @@ def test_postgresql_going_away_mid_job_loses_nothing(postgres_url: str, postgres
         wait_for(lambda: any(t["state"] == "complete" for t in trials(server, job_id)), 240, "a finished trial")
         before = {k: v for k, v in _snapshot(postgres_url, job_id).items() if v[1] == "complete"}
         # what a restart does to the server's connections: every one dropped, new ones refused
-        with postgres_admin.connect() as admin:
-            admin.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
-            admin.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"), {"name": name})
-        try:
+        with connections_refused(postgres_admin, name):
             down = httpx.get(f"{server.url}/v1/jobs/{job_id}", timeout=30)
             assert down.status_code == 503 and "store" in down.json()["message"], down.text
             time.sleep(4)  # trials go on training on Ray meanwhile; their reports wait for the store
-        finally:
-            with postgres_admin.connect() as admin:
-                admin.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
         job = server.wait(job_id, timeout=300)
         rows = trials(server, job_id)
         health = httpx.get(f"{server.url}/healthz", timeout=30).json()

@@ -235,8 +235,9 @@ def test_liveness_and_metadata_are_answered_without_the_thread_pool(client: Test
 
 @pytest.mark.postgres
 def test_liveness_is_a_503_naming_the_store_while_postgres_refuses_connections(postgres_url: str, postgres_admin) -> None:  # noqa: ANN001
-    from sqlalchemy import text
     from sqlalchemy.engine import make_url
+
+    from tests.postgres import connections_refused
 
     store = Store(postgres_url)
     upgrade(store)
@@ -244,14 +245,8 @@ def test_liveness_is_a_503_naming_the_store_while_postgres_refuses_connections(p
     name = make_url(postgres_url).database
     with TestClient(create_app(Settings(database_url=postgres_url, api_key=KEY, start_manager=False))) as client:
         assert client.get("/healthz").status_code == 200
-        with postgres_admin.connect() as admin:
-            admin.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
-            admin.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"), {"name": name})
-        try:
+        with connections_refused(postgres_admin, name):
             down = client.get("/healthz")
-        finally:
-            with postgres_admin.connect() as admin:
-                admin.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
         assert down.status_code == 503 and down.json()["store"]["status"] == "error", down.text
         assert "Check CELLAR_DATABASE_URL" in down.json()["store"]["error"]
         assert client.get("/healthz").status_code == 200  # back once the server lets it in again

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+from service.store.changes import include_name
 from service.store.migrate import VERSION_TABLE
 from service.store.models import Base
 
@@ -19,6 +20,7 @@ def _configure(connection: object) -> None:
         version_table=VERSION_TABLE,
         render_as_batch=True,  # SQLite alters tables by copying them
         compare_type=True,
+        include_name=include_name,  # the notes of migration 0015's triggers have no model
     )
 
 

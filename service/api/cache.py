@@ -2,9 +2,14 @@
 
 A dashboard polls, pipelines query in loops and many clients ask the same questions: between two
 changes to the store, the same request gets the same answer. ``ReadCache`` keeps the answers
-computed at the store's current ``Store.version()`` and forgets them all when it moves on (anyone,
-in any process, committed something). An answer is never older than the store: the version is read
-before the data, so an answer kept under it is at least as new as it.
+computed at the store's current ``Store.version()``. When the version moves on (anyone, in any
+process, committed something), the notes of migration 0015's triggers (``service.store.changes``)
+say which jobs changed: the answers about those jobs go, with every answer that is about no one job
+(the job list, LEMUR's data); the answers about other jobs stay. A job training reports an epoch
+every few seconds and drops its own answers, not the rest. An answer is never older than the store:
+the version is read before the notes and the notes before the data, so what is kept under a version
+is at least as new as it. Without the triggers (a store that lost them), every change drops every
+answer.
 
 Only routes whose answer depends on the request's path and query alone use it; the route's own
 dependencies (API keys, rate limits) run before, on every request. Those routes are ``async``: an
@@ -19,7 +24,9 @@ while the query before is in flight.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -33,10 +40,14 @@ from pydantic import BaseModel
 from ..errors import StoreUnavailableError
 from ..store import Store
 from ..store._store import PG_VERSION_SQL
+from ..store.changes import ALL, PG_CHANGED_SQL, PRUNE_SQL, missing_triggers
 
 __all__ = ["ReadCache", "StoreVersion", "cache_key", "cached_json", "json_bytes"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+#: seconds between two prunings of PostgreSQL's notes by this process (``PRUNE_SQL`` itself waits a minute)
+_PRUNE_EVERY_S = 30.0
 
 
 def cache_key(request: Request) -> str:
@@ -60,29 +71,51 @@ class StoreVersion:
         self._connection: psycopg.AsyncConnection | None = None
         self._started = self._finished = 0  # queries started, and the number of the last one that finished
         self._last: str | None = None
+        self._pruned = 0.0
 
     async def read(self) -> str | None:
+        return (await self.read_numbered())[1]
+
+    async def read_numbered(self) -> tuple[int, str | None]:
+        """(the number of the read, the version): a read with a larger number is newer."""
         if self._store.is_sqlite:
-            return self._store.version()
+            self._started += 1
+            return self._started, self._store.version()
         arrived = self._started
         async with self._lock:
             if self._finished > arrived:  # a query that started after this request arrived has answered
-                return self._last
+                return self._finished, self._last
             self._started += 1
             number = self._started
             self._last = await self._query()
             self._finished = number
-            return self._last
+            return number, self._last
 
-    async def _query(self) -> str:
+    async def changed(self, mark: Any, version: str) -> tuple[set[int] | None, Any]:
+        """(the jobs changed since ``mark``, None for "any": no mark yet, or one older than the
+        notes kept; the mark that stands for ``version``). Ask it after reading ``version``."""
+        if self._store.is_sqlite:
+            return self._store.changed_jobs(mark)
+        if mark is None:
+            return None, version
+        async with self._lock:
+            jobs, too_old = await self._query(PG_CHANGED_SQL, {"mark": mark})
+            if time.monotonic() - self._pruned > _PRUNE_EVERY_S:
+                self._pruned = time.monotonic()
+                await self._query(PRUNE_SQL, fetch=False)
+        return (None if too_old else set(jobs)), version
+
+    async def _query(self, sql: str = PG_VERSION_SQL, params: dict[str, Any] | None = None, fetch: bool = True) -> Any:
         for attempt in (1, 2):
             try:
                 if self._connection is None or self._connection.closed:
                     url = self._store.url.set(drivername="postgresql").render_as_string(hide_password=False)
                     self._connection = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
-                cursor = await self._connection.execute(PG_VERSION_SQL)
+                cursor = await self._connection.execute(sql, params)
+                if not fetch:
+                    return None
                 row = await cursor.fetchone()
-                return str(row[0])  # type: ignore[index]
+                return str(row[0]) if sql is PG_VERSION_SQL else row  # type: ignore[index]
             except psycopg.OperationalError as error:
                 await self.aclose()
                 if attempt == 2:
@@ -107,8 +140,14 @@ class ReadCache:
         self._max_bytes = max_bytes
         self._lock = threading.Lock()
         self._version: str | None = None
-        self._kept: dict[str, tuple[object, int]] = {}
+        self._mark: Any = None  # what the kept answers have seen of the notes (``StoreVersion.changed``)
+        self._moving = asyncio.Lock()
+        self._read = 0  # the number (``StoreVersion.read_numbered``) of the read that gave ``_version``
+        #: key: (value, its size, the job it is about or None)
+        self._kept: dict[str, tuple[object, int, int | None]] = {}
         self._bytes = 0
+        #: whether the store's notes say which jobs changed (else every change drops every answer)
+        self.scoped = max_bytes > 0 and self._notes_kept()
         self._building: dict[tuple[str, str], asyncio.Future[object]] = {}  # (version, key): its build in flight
         #: answers served from memory, answers computed (misses), and requests that waited for a
         #: build of the same answer that another request had begun (shared), since start
@@ -116,14 +155,29 @@ class ReadCache:
         self.misses = 0
         self.shared = 0
 
-    async def aget(self, key: str, build: Callable[[], T], size: Callable[[T], int] = len) -> T:  # type: ignore[assignment]
+    def _notes_kept(self) -> bool:
+        with self._store.read() as session:
+            missing = missing_triggers(session)
+        if missing:
+            log.warning(
+                "the store lacks the triggers %s (migration 0015): every change to the store drops every kept "
+                "answer; run `cellar migrate` again to restore them", ", ".join(sorted(missing))
+            )
+        return not missing
+
+    async def aget(
+        self, key: str, build: Callable[[], T], size: Callable[[T], int] = len, job: int | None = None  # type: ignore[assignment]
+    ) -> T:
         """The value kept under ``key`` at the store's current version, else ``build()``, run in the
         thread pool (kept when the store has not changed meanwhile and ``size(value)`` fits in a
-        tenth of the bound). A kept answer is served without a trip to the pool. Requests that miss
-        the same answer at the same version while it is being built wait for that one build (fifty
-        agents asking for the same prompt examples at once build them once); a request that goes
-        away does not stop the build the others wait for."""
-        version = await self.version.read() if self._max_bytes > 0 else None
+        tenth of the bound). ``job``: the one job the answer is about (it stays while other jobs
+        change). A kept answer is served without a trip to the pool. Requests that miss the same
+        answer at the same version while it is being built wait for that one build (fifty agents
+        asking for the same prompt examples at once build them once); a request that goes away does
+        not stop the build the others wait for."""
+        number, version = await self.version.read_numbered() if self._max_bytes > 0 else (0, None)
+        if version is not None and version != self._version and number > self._read:
+            await self._move(number, version)
         version, kept = self._lookup(key, version)
         if kept is not None:
             return kept  # type: ignore[return-value]
@@ -134,20 +188,36 @@ class ReadCache:
             self.shared += 1
         else:
             building = self._building[(version, key)] = asyncio.ensure_future(run_in_threadpool(build))
-            building.add_done_callback(lambda done: self._built(key, version, done, size))
+            building.add_done_callback(lambda done: self._built(key, version, done, size, job))
         return await asyncio.shield(building)  # type: ignore[return-value]
 
-    def _built(self, key: str, version: str, done: asyncio.Future[object], size: Callable[[T], int]) -> None:
+    async def _move(self, number: int, version: str) -> None:
+        """The cache moves on to ``version``: the answers about jobs that changed go (all of them
+        when the notes cannot say), those about no one job too. One move at a time: requests that
+        read the same version meanwhile wait for it."""
+        async with self._moving:
+            if number <= self._read:
+                return  # the version was read before the one the cache is at: what is kept is newer
+            changed, mark = await self.version.changed(self._mark, version) if self.scoped else (None, None)
+            with self._lock:
+                if changed is None or ALL in changed:
+                    self._kept, self._bytes = {}, 0
+                else:
+                    for key in [k for k, (_, _, job) in self._kept.items() if job is None or job in changed]:
+                        self._bytes -= self._kept.pop(key)[1]
+                self._version, self._mark, self._read = version, mark, number
+
+    def _built(
+        self, key: str, version: str, done: asyncio.Future[object], size: Callable[[T], int], job: int | None
+    ) -> None:
         del self._building[(version, key)]
         if not done.cancelled() and done.exception() is None:
-            self._keep(key, version, done.result(), size)  # type: ignore[arg-type]
+            self._keep(key, version, done.result(), size, job)  # type: ignore[arg-type]
 
     def _lookup(self, key: str, version: str | None) -> tuple[str | None, object | None]:
         if version is None:
             return None, None
         with self._lock:
-            if version != self._version:
-                self._version, self._kept, self._bytes = version, {}, 0
             kept = self._kept.get(key)
             if kept is not None:
                 self.hits += 1
@@ -155,22 +225,23 @@ class ReadCache:
             self.misses += 1
         return version, None
 
-    def _keep(self, key: str, version: str, value: T, size: Callable[[T], int]) -> None:
+    def _keep(self, key: str, version: str, value: T, size: Callable[[T], int], job: int | None) -> None:
         weight = size(value)
         with self._lock:
             if version == self._version and weight <= self._max_bytes // 10:
                 while self._kept and self._bytes + weight > self._max_bytes:
-                    _, dropped = self._kept.pop(next(iter(self._kept)))  # the oldest
-                    self._bytes -= dropped
-                self._kept[key] = (value, weight)
+                    self._bytes -= self._kept.pop(next(iter(self._kept)))[1]  # the oldest
+                self._kept[key] = (value, weight, job)
                 self._bytes += weight
 
 
-async def cached_json(request: Request, build: Callable[[], BaseModel | dict[str, Any]]) -> Response:
+async def cached_json(
+    request: Request, build: Callable[[], BaseModel | dict[str, Any]], job: int | None = None
+) -> Response:
     """The JSON of ``build()``'s answer (built in the thread pool), from the app's ``ReadCache``
-    while the store has not changed."""
+    while the store has not changed (``job``: while the one job it is about has not)."""
     cache: ReadCache = request.app.state.read_cache
-    body = await cache.aget(cache_key(request), lambda: json_bytes(build()))
+    body = await cache.aget(cache_key(request), lambda: json_bytes(build()), job=job)
     return Response(body, media_type="application/json")
 
 

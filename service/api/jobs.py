@@ -176,7 +176,7 @@ async def list_jobs(
 
 @router.get("/jobs/{job_id}", dependencies=[ReadAccess], responses=responses(404, 422), response_model=JobPublic)
 async def get_job(job_id: int, store: StoreDep, request: Request) -> Response:
-    return await cached_json(request, lambda: job_view(store, job_id))
+    return await cached_json(request, lambda: job_view(store, job_id), job=job_id)
 
 
 @router.get("/jobs/{job_id}/pareto", dependencies=[ReadAccess], responses=responses(404, 422), response_model=ParetoPublic)
@@ -206,7 +206,7 @@ async def get_pareto(
             shown = shown_trials(session, [job], queries.trial_counts(session, [job_id]))[job_id]
             return pareto_public(job, shown, reference)
 
-    return await cached_json(request, build)
+    return await cached_json(request, build, job=job_id)
 
 
 @router.get(
@@ -237,7 +237,7 @@ async def get_importance(
             objectives=[{**o, "importances": a} for o, a in zip(objectives, answers)],
         )
 
-    return await cached_json(request, build)
+    return await cached_json(request, build, job=job_id)
 
 
 def _check_owner(session: Session, job_id: int, caller: Caller, action: str) -> None:

@@ -111,4 +111,4 @@ async def get_summary(
                 job, outcomes, top=top, budget=budget, load=lambda ids: queries.trials_by_id(session, ids)
             )
 
-    return await cached_json(request, build)
+    return await cached_json(request, build, job=job_id)

@@ -55,7 +55,7 @@ async def list_trials(
             trials = queries.list_trials(session, job_id, state=state)
             return TrialsPublic(data=[trial_public(t, metric) for t in trials], count=len(trials))
 
-    return await cached_json(request, build)
+    return await cached_json(request, build, job=job_id)
 
 
 @router.get(
@@ -82,7 +82,8 @@ async def get_job_trial(
         kept, dropped = (json_bytes(public.model_copy(update={"weights": flag})) for flag in (True, False))
         return path, kept, dropped
 
-    path, kept, dropped = await request.app.state.read_cache.aget(cache_key(request), build, size=lambda a: len(a[1]) * 2)
+    cache = request.app.state.read_cache
+    path, kept, dropped = await cache.aget(cache_key(request), build, size=lambda a: len(a[1]) * 2, job=job_id)
     return Response(kept if path.is_file() else dropped, media_type="application/json")
 
 

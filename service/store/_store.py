@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
@@ -22,9 +22,11 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import StoreError, StoreUnavailableError
+from .changes import SQLITE_MARK_SQL, sqlite_changed
 
 __all__ = ["Store"]
 
+T = TypeVar("T")
 _WRITE = "cellar_write"
 #: PostgreSQL's version of the store (``Store.version``; ``service.api.cache.StoreVersion`` asks it too)
 PG_VERSION_SQL = "SELECT pg_current_snapshot()::text"
@@ -85,11 +87,22 @@ class Store:
                 return str(connection.exec_driver_sql(PG_VERSION_SQL).scalar())
         if self.url.database in (None, "", ":memory:"):
             return None
+        return self._watch(lambda watcher: str(watcher.execute("PRAGMA data_version").fetchone()[0]))
+
+    def changed_jobs(self, mark: int | None) -> tuple[set[int] | None, int]:
+        """SQLite: (the jobs changed after ``mark``, or None when there is no mark yet; the new mark),
+        from the notes of migration 0015's triggers (``service.store.changes``), on the connection
+        that reads the version. Read it after the version: the new mark is at least as new."""
+        if mark is None:
+            return None, self._watch(lambda watcher: watcher.execute(SQLITE_MARK_SQL).fetchone()[0])
+        return self._watch(lambda watcher: sqlite_changed(watcher, mark))
+
+    def _watch(self, read: Callable[[sqlite3.Connection], T]) -> T:
         try:
             with self._version_lock:
                 if self._watcher is None:
                     self._watcher = sqlite3.connect(self.url.database, check_same_thread=False, isolation_level=None)
-                return str(self._watcher.execute("PRAGMA data_version").fetchone()[0])
+                return read(self._watcher)
         except sqlite3.Error as error:
             raise StoreUnavailableError(
                 f"the store at {self.display_url} failed: {error}. Check CELLAR_DATABASE_URL and that the file "

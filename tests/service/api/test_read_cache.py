@@ -238,3 +238,118 @@ def test_the_llm_and_dashboard_reads_are_kept_too(sqlite_url: str) -> None:
         # a wrong input is still refused, and nothing of it is kept
         wrong = client.get(f"/v1/jobs/{job_id}/pareto?reference=1&reference=2")
         assert wrong.status_code == 422 and "one finite value per objective" in wrong.text
+
+
+def write_elsewhere(store_url: str, statement: str, **params: object) -> None:
+    """One SQL statement committed by another process, as another server, a CLI or a person at a
+    SQL prompt would write it: no Cellar code says what it changed."""
+    script = textwrap.dedent(f"""
+        from sqlalchemy import text
+        from service.store import Store
+        with Store({store_url!r}).write() as session:
+            session.execute(text({statement!r}), {params!r})
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).parents[3], timeout=120)
+
+
+def test_a_change_to_one_job_keeps_the_answers_about_the_others(store_url: str) -> None:
+    store = Store(store_url)
+    upgrade(store)
+    first, second = (submit(store, budget={"max_trials": 1, "epochs": 1, "parallelism": 1}) for _ in range(2))
+    runner = manager(store, InlineExecutor())
+    for job_id in (first, second):
+        assert run(runner, job_id).status == "succeeded"
+    with store.read() as session:
+        trial_of = dict(session.execute(text("SELECT job_id, trial_id FROM cellar_trials")).all())
+        arch_of = dict(session.execute(text("SELECT job_id, architecture_id FROM cellar_trials")).all())
+    store.dispose()
+    about_first = [f"/v1/jobs/{first}", f"/v1/jobs/{first}/trials", f"/v1/jobs/{first}/trials/0", f"/v1/jobs/{first}/summary"]
+    with serve(store_url) as client:
+        cache: ReadCache = client.app.state.read_cache
+        assert cache.scoped
+        before = {path: client.get(path).json() for path in about_first}
+        client.get(f"/v1/jobs/{second}/trials").raise_for_status()
+        client.get("/v1/jobs?limit=20").raise_for_status()
+
+        # an epoch of the second job changes: its answers and the job list follow, the first job's stay
+        write_elsewhere(store_url, "UPDATE cellar_trial_epochs SET val_metric = 0.125 WHERE trial_id = :t", t=trial_of[second])
+        hits = cache.hits
+        assert {path: client.get(path).json() for path in about_first} == before
+        assert cache.hits == hits + len(about_first)  # all four from memory
+        assert client.get(f"/v1/jobs/{second}/trials").json()["data"][0]["epochs"][0]["val_metric"] == 0.125
+        hits = cache.hits
+        client.get("/v1/jobs?limit=20").raise_for_status()
+        assert cache.hits == hits  # about every job: built again
+
+        # a row added to the first job's trial shows in the very next answers about it
+        write_elsewhere(
+            store_url,
+            "INSERT INTO cellar_trial_epochs (trial_id, epoch, val_metric, created_at, task, dataset, metric, nn, score) "
+            "SELECT trial_id, 2, 0.5, created_at, task, dataset, metric, nn, 0.5 FROM cellar_trial_epochs WHERE trial_id = :t",
+            t=trial_of[first],
+        )
+        epochs = client.get(f"/v1/jobs/{first}/trials/0").json()["epochs"]
+        assert [e["epoch"] for e in epochs] == [1, 2] and epochs[1]["elapsed_seconds"] is None  # unknown, as LEMUR's may be
+        assert [e["epoch"] for e in client.get(f"/v1/jobs/{first}/trials").json()["data"][0]["epochs"]] == [1, 2]
+
+        # an architecture is shared by trials of any job: its change drops every answer
+        hits = cache.hits
+        client.get(f"/v1/jobs/{first}/trials/0").raise_for_status()
+        assert cache.hits == hits + 1
+        write_elsewhere(store_url, "UPDATE cellar_architectures SET num_params = 4321 WHERE architecture_id = :a", a=arch_of[first])
+        assert client.get(f"/v1/jobs/{first}/trials/0").json()["params"] == 4321
+
+        # a job deleted through the API: its answers go, the other's stay
+        client.get(f"/v1/jobs/{first}").raise_for_status()
+        hits = cache.hits
+        assert client.delete(f"/v1/jobs/{second}", headers=AUTH).status_code == 204
+        assert client.get(f"/v1/jobs/{second}").status_code == 404
+        assert client.get(f"/v1/jobs/{first}").json()["id"] == first and cache.hits == hits + 1
+
+
+def test_a_store_that_lost_its_change_triggers_drops_every_answer_on_any_change(sqlite_url: str, caplog) -> None:  # noqa: ANN001
+    store = Store(sqlite_url)
+    upgrade(store)
+    first, second = submit(store), submit(store)
+    with store.write() as session:
+        session.execute(text("DROP TRIGGER cellar_trials_update_changes"))
+    store.dispose()
+    with serve(sqlite_url) as client:
+        cache: ReadCache = client.app.state.read_cache
+        assert not cache.scoped
+        assert "cellar_trials_update_changes" in caplog.text and "cellar migrate" in caplog.text
+        client.get(f"/v1/jobs/{first}").raise_for_status()
+        rename_elsewhere(sqlite_url, second, "renamed")
+        hits = cache.hits
+        client.get(f"/v1/jobs/{first}").raise_for_status()
+        assert cache.hits == hits  # built again: without the notes no answer can be trusted past a change
+
+
+@pytest.mark.postgres
+def test_postgres_notes_are_pruned_and_a_mark_older_than_the_pruning_means_every_job(postgres_url: str) -> None:
+    store = Store(postgres_url)
+    upgrade(store)
+    first, second = submit(store), submit(store)
+    versions = StoreVersion(store)
+
+    async def scenario() -> tuple[object, object, object]:
+        mark = await versions.read()
+        rename_elsewhere(postgres_url, second, "renamed")
+        now = await versions.read()
+        changed = await versions.changed(mark, now)
+        for _ in range(2):  # two prunings: the second removes what was older than the first saw
+            with store.write() as session:
+                session.execute(text("UPDATE cellar_changes_horizon SET pruned_at = now() - interval '1 hour'"))
+            versions._pruned = 0.0
+            pruned = await versions.changed(now, now)
+        after_pruning = await versions.changed(mark, now)
+        await versions.aclose()
+        return changed, pruned, after_pruning
+
+    changed, pruned, after_pruning = run_async(scenario)
+    assert changed == ({second}, pytest.approx(changed[1]))  # type: ignore[index]
+    assert pruned[0] == set()  # type: ignore[index]
+    assert after_pruning[0] is None  # the notes it would need are gone: every job counts as changed
+    with store.read() as session:
+        left = session.execute(text("SELECT count(*) FROM cellar_changes")).scalar()
+    assert left == 0 and first

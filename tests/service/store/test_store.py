@@ -29,6 +29,7 @@ from service.store import (
     upgrade,
 )
 from service.store import queries
+from service.store.changes import include_name
 from service.store.data import DataQuery, data_rows
 
 CELLAR_TABLES = {"cellar_jobs", "cellar_architectures", "cellar_trials", "cellar_trial_epochs", "cellar_sources", "cellar_nn_stats"}
@@ -45,7 +46,7 @@ def test_migrations_upgrade_downgrade_upgrade(empty_store: Store) -> None:
     upgrade(empty_store)
     assert CELLAR_TABLES | {VERSION_TABLE} <= tables(empty_store)
     assert "alembic_version" not in tables(empty_store)
-    assert current_revision(empty_store) == head_revision() == "0014"
+    assert current_revision(empty_store) == head_revision() == "0015"
     check_schema(empty_store)
     downgrade(empty_store, "base")
     assert not (CELLAR_TABLES & tables(empty_store))
@@ -89,7 +90,8 @@ def _as_of_0001(model: type[Base]) -> Any:
 
 def test_models_and_migrations_agree(store: Store) -> None:
     with store.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True, "version_table": VERSION_TABLE})
+        opts = {"compare_type": True, "version_table": VERSION_TABLE, "include_name": include_name}
+        context = MigrationContext.configure(connection, opts=opts)
         assert compare_metadata(context, Base.metadata) == []
 
 

@@ -51,7 +51,9 @@ class EpochPublic(BaseModel):
     val_metric: float | None = Field(description="the dataset's metric on the validation split")
     val_accuracy: float | None = Field(description="val_metric, when the metric is accuracy")
     val_rmse: float | None = Field(description="val_metric, when the metric is RMSE")
-    elapsed_seconds: float
+    elapsed_seconds: float | None = Field(
+        description="seconds of training since the trial started; null where unknown (LEMUR records without a duration)"
+    )
 
 
 class TrialPublic(BaseModel):

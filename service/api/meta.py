@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from typing import Annotated, Any
 
@@ -44,10 +45,21 @@ async def healthz(request: Request, store: StoreDep, manager: Annotated[JobManag
         store_status = {"status": "error", "url": store.display_url, "error": str(error)}
     executor = manager.status(ask=False) if manager is not None else {"status": "disabled"}
     if executor is None:
-        executor = await run_in_threadpool(manager.status)  # type: ignore[union-attr]
+        executor = await _executor_status(request.app, manager)  # type: ignore[arg-type]
     ok = store_status["status"] == "ok" and executor.get("status") in ("ok", "starting", "disabled")
     body = HealthPublic(status="ok" if ok else "degraded", version=__version__, store=store_status, executor=executor)
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if store_status["status"] == "ok" else 503)
+
+
+async def _executor_status(app: Any, manager: JobManager) -> dict[str, Any]:
+    """The executor's status when the one kept is stale: one thread asks it (not one per probe
+    that arrives meanwhile); until it answers, probes get the stale status, and only the very first
+    probe, with nothing kept, waits for it."""
+    asking = getattr(app.state, "asking_executor", None)
+    if asking is None or asking.done():
+        asking = app.state.asking_executor = asyncio.ensure_future(run_in_threadpool(manager.status))
+    kept = manager.status(ask=False, stale=True)
+    return kept if kept is not None else await asyncio.shield(asking)
 
 
 @router.get(

@@ -106,21 +106,22 @@ class JobManager:
         """Look at the store now (a job was submitted or cancelled)."""
         self._wake.set()
 
-    def status(self, ask: bool = True) -> dict[str, Any] | None:
+    def status(self, ask: bool = True, stale: bool = False) -> dict[str, Any] | None:
         """The manager's state and the executor's own status, asked at most once a second (Ray's
         answer is a round trip to its control store, and /healthz may be polled many times a
         second). With ``ask=False``: ``None`` instead of that round trip, when the answer kept is
-        stale (the event loop then asks in a thread)."""
+        stale (the event loop then asks in a thread); with ``stale`` too, the stale answer, if the
+        executor was ever asked."""
         status: dict[str, Any] = {"status": self.state, "running_jobs": len(self.runners)}
         if self.error:
             status["error"] = self.error
         if self.state == "ok":
             asked, answer = self._status_cache
-            stale = answer is None or time.monotonic() - asked > _STATUS_EVERY_S
-            if stale and not ask:
-                return None
+            old = answer is None or time.monotonic() - asked > _STATUS_EVERY_S
+            if old and not ask:
+                return status | answer if stale and answer is not None else None
             try:
-                if stale:
+                if old:
                     answer = self.executor.status()
                     self._status_cache = (time.monotonic(), answer)
                 status.update(answer)

@@ -399,6 +399,40 @@ def test_the_executors_status_is_kept_for_a_second_and_ask_false_never_asks(tmp_
     later = time.monotonic() + 1.5
     monkeypatch.setattr("service.jobs.manager.time.monotonic", lambda: later)
     assert mgr.status(ask=False) is None and executor.asked == 1
+    assert mgr.status(ask=False, stale=True) == {"status": "ok", "running_jobs": 0, "asked": 1}  # the stale one
     assert mgr.status()["asked"] == 2
     mgr.state, mgr.error = "error", "Ray is not reachable"
     assert mgr.status(ask=False) == {"status": "error", "running_jobs": 0, "error": "Ray is not reachable"}
+
+
+def test_probes_that_find_the_executors_status_stale_ask_it_once_and_wait_only_the_first_time(tmp_path: Path) -> None:
+    """Under load many /healthz probes arrive in the second after the kept status went stale: one
+    thread asks the executor, and the probes meanwhile get the stale status without waiting."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from service.api.meta import _executor_status
+    from tests.aio import run_async
+
+    class Slow(_CountingExecutor):
+        def status(self) -> dict[str, Any]:
+            time.sleep(0.3)
+            return super().status()
+
+    executor = Slow()
+    mgr = manager(make_store(tmp_path / "s.db"), executor)
+    mgr.state = "ok"
+    app = SimpleNamespace(state=SimpleNamespace())
+
+    async def probes() -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+        first = await asyncio.gather(*(_executor_status(app, mgr) for _ in range(20)))  # nothing kept: all wait
+        mgr._status_cache = (time.monotonic() - 5, mgr._status_cache[1])  # gone stale
+        stale = await asyncio.gather(*(_executor_status(app, mgr) for _ in range(20)))
+        answered_before_the_executor = not app.state.asking_executor.done()
+        await app.state.asking_executor
+        return first, stale, answered_before_the_executor
+
+    first, stale, early = run_async(probes)
+    assert [s["asked"] for s in first] == [1] * 20  # one question for the twenty
+    assert [s["asked"] for s in stale] == [1] * 20 and early  # the stale answer, without waiting for the question
+    assert executor.asked == 2 and mgr.status(ask=False)["asked"] == 2  # the one refresh, kept

@@ -7,9 +7,9 @@ processes), so no write can forget to say what it changed.
 - SQLite (one writer at a time, so commits are ordered): ``cellar_changes`` holds one row per job,
   ``seq`` the store-wide number of its last change (a row trigger: ``max(seq) + 1``).
 - PostgreSQL (concurrent writers, commits not in any order a number could give): ``cellar_changes``
-  holds ``(job_id, xid)`` for each transaction that changed the job, inserted by statement triggers
-  (once per statement, not per row) with ``ON CONFLICT DO NOTHING``: two transactions never write
-  the same row, so the notes take no lock another transaction waits for. A reader asks which notes
+  holds ``(job_id, xid)`` for each transaction that changed the job, inserted by row triggers with
+  ``ON CONFLICT DO NOTHING``: two transactions never write the same row, so the notes take no lock
+  another transaction waits for. A reader asks which notes
   its snapshot does not see (``pg_visible_in_snapshot``). Readers prune old notes and record below
   which transaction id they did in ``cellar_changes_horizon``.
 
@@ -93,22 +93,29 @@ def _postgres_upgrade() -> None:
         "pending xid8 NOT NULL, pruned_at timestamptz NOT NULL)"
     )
     op.execute("INSERT INTO cellar_changes_horizon VALUES (1, '0', '0', now())")
+    # a row trigger, with the last job (or trial) it noted in this transaction kept in a setting
+    # local to the transaction: rows written one after the other for the same job (an epoch per
+    # row, executemany sends a statement per row) cost one comparison each after the first
     sources = {
-        "job_id": "SELECT DISTINCT job_id FROM changed_rows",
-        "trial": "SELECT DISTINCT t.job_id FROM changed_rows c JOIN cellar_trials t ON t.trial_id = c.trial_id",
-        "all": "SELECT 0 WHERE EXISTS (SELECT FROM changed_rows)",
+        "job_id": ("cellar.noted_job", "job_id", "SELECT r.job_id"),
+        "trial": ("cellar.noted_trial", "trial_id", "SELECT job_id FROM cellar_trials WHERE trial_id = r.trial_id"),
+        "all": ("cellar.noted_all", "0", "SELECT 0"),
     }
-    for kind, source in sources.items():
+    for kind, (setting, key, source) in sources.items():
+        this = "'0'" if kind == "all" else f"r.{key}::text"
         op.execute(
-            f"CREATE FUNCTION cellar_note_changes_{kind}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            f"INSERT INTO cellar_changes (job_id, xid) SELECT s.job_id, pg_current_xact_id() FROM ({source}) "
-            "AS s(job_id) ON CONFLICT DO NOTHING; RETURN NULL; END $$"
+            f"CREATE FUNCTION cellar_note_changes_{kind}() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "DECLARE r record; mark text; BEGIN "
+            "IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF; "
+            f"mark := {this} || '@' || pg_current_xact_id()::text; "
+            f"IF current_setting('{setting}', true) = mark THEN RETURN NULL; END IF; "
+            f"INSERT INTO cellar_changes (job_id, xid) SELECT s.job_id, pg_current_xact_id() FROM ({source}) AS s(job_id) "
+            "WHERE s.job_id IS NOT NULL ON CONFLICT DO NOTHING; "
+            f"PERFORM set_config('{setting}', mark, true); RETURN NULL; END $$"
         )
     for table, kind in _TABLES:
         for event in _events(table):
-            rows = "OLD" if event == "DELETE" else "NEW"
             op.execute(
                 f"CREATE TRIGGER {table}_{event.lower()}_changes AFTER {event} ON {table} "
-                f"REFERENCING {rows} TABLE AS changed_rows "
-                f"FOR EACH STATEMENT EXECUTE FUNCTION cellar_note_changes_{kind}()"
+                f"FOR EACH ROW EXECUTE FUNCTION cellar_note_changes_{kind}()"
             )

@@ -196,8 +196,8 @@ class ReadCache:
         when the notes cannot say), those about no one job too. One move at a time: requests that
         read the same version meanwhile wait for it."""
         async with self._moving:
-            if number <= self._read:
-                return  # the version was read before the one the cache is at: what is kept is newer
+            if number <= self._read or version == self._version:
+                return  # read before the version the cache is at (what is kept is newer), or moved to meanwhile
             changed, mark = await self.version.changed(self._mark, version) if self.scoped else (None, None)
             with self._lock:
                 if changed is None or ALL in changed:

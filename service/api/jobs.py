@@ -58,6 +58,8 @@ def job_view(store: Store, job_id: int) -> JobPublic:
 # and nothing of a complete trial changes after, so both the ranking (until another trial of the
 # job completes) and each shown trial's view are kept here, keyed by the job's identity (its id and
 # creation time: SQLite may give a deleted job's id to the next one). A job may hold 100,000 trials.
+# Cache hits are the exception: deleting the job of a hit's original gives the hit the original's
+# epochs and no ``duplicate_of`` (their ranking stays), so their views are loaded every time.
 _Key = tuple[int, Any]
 #: (job, complete trials) -> (the best trial's id, the non-dominated ones' ids)
 _ranked: OrderedDict[tuple[_Key, int], tuple[int | None, list[int]]] = OrderedDict()
@@ -108,11 +110,14 @@ def shown_views(
     key = {job.job_id: _identity(job) for job in jobs}
     need = [i for job_id, (best, front) in ranked.items() for i in {best, *front}
             if i is not None and (key[job_id], i) not in _views]  # fmt: skip
+    loaded: dict[int, TrialPublic] = {}
     for trial in queries.trials_by_id(session, need).values():
-        _keep(_views, (key[trial.job_id], trial.trial_id), trial_public(trial, by_id[trial.job_id].metric))
+        loaded[trial.trial_id] = trial_public(trial, by_id[trial.job_id].metric)
+        if not trial.cache_hit:  # a hit changes when its original's job is deleted (lifecycle.delete_job)
+            _keep(_views, (key[trial.job_id], trial.trial_id), loaded[trial.trial_id])
     shown: dict[int, tuple[TrialPublic | None, list[TrialPublic]]] = {}
     for job_id, (best, front) in ranked.items():
-        views = {i: _views.get((key[job_id], i)) for i in {best, *front} if i is not None}
+        views = {i: loaded.get(i) or _views.get((key[job_id], i)) for i in {best, *front} if i is not None}
         shown[job_id] = (views.get(best) if best is not None else None, [v for i in front if (v := views[i]) is not None])
     return shown
 

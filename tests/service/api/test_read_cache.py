@@ -353,3 +353,25 @@ def test_postgres_notes_are_pruned_and_a_mark_older_than_the_pruning_means_every
     with store.read() as session:
         left = session.execute(text("SELECT count(*) FROM cellar_changes")).scalar()
     assert left == 0 and first
+
+
+def test_a_cache_hits_view_follows_the_deletion_of_its_originals_job(sqlite_url: str) -> None:
+    """Deleting a job gives the cache hits that other jobs took from it their original's epochs and
+    no ``duplicate_of``: the other job's view shows that at once, as its trial's page does."""
+    store = Store(sqlite_url)
+    upgrade(store)
+    budget = {"max_trials": 1, "epochs": 1, "parallelism": 1}
+    runner = manager(store, InlineExecutor())
+    original = submit(store, budget=budget)
+    run(runner, original)
+    reuser = submit(store, budget=budget)
+    run(runner, reuser)
+    store.dispose()
+    with serve(sqlite_url) as client:
+        hit = client.get(f"/v1/jobs/{reuser}").json()["best_trial"]
+        assert hit["cache_hit"] and hit["duplicate_of"] is not None and hit["epochs"] == []
+        assert client.delete(f"/v1/jobs/{original}", headers=AUTH).status_code == 204
+        shown = client.get(f"/v1/jobs/{reuser}").json()["best_trial"]
+        page = client.get(f"/v1/jobs/{reuser}/trials/0").json()
+        assert shown["duplicate_of"] is None and len(shown["epochs"]) == 1
+        assert shown["epochs"] == page["epochs"] and page["duplicate_of"] is None
